@@ -1,0 +1,43 @@
+//! # lpgw-devnet
+//!
+//! A local Livepeer network that go-livepeer's clients cannot tell from the real thing:
+//!
+//! - an **orchestrator** on one port serving HTTP/1.1 and HTTP/2 (TLS with a self-signed
+//!   certificate made at start, or plain HTTP with h2c): gRPC `GetOrchestrator`,
+//!   `POST /live-video-to-video` in go-livepeer's processing order, `POST /payment`,
+//!   `POST /refresh-payment`, and the trickle server under `/ai/trickle/`;
+//! - a **remote signer** with the real signer's HTTP API (`/sign-orchestrator-info`,
+//!   `/generate-live-payment`, `/discover-orchestrators`);
+//! - a **built-in LV2V runner** per session that passes input segments through to the
+//!   output channel, follows the control channel and publishes status events;
+//! - seeded **fault knobs**: capacity, latency, refusals, price, garbage gRPC, signer answers.
+//!
+//! Payments are emulated without a chain: tickets are opaque, authenticated with a per-devnet
+//! secret, and credit their expected value to a balance per (sender, manifest) that the
+//! orchestrator meters; an unpaid session is released as go-livepeer releases it.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), lpgw_devnet::DevnetError> {
+//! let devnet = lpgw_devnet::Devnet::start(lpgw_devnet::DevnetConfig::default()).await?;
+//! println!("orchestrator: {}", devnet.orchestrator_url());
+//! devnet.shutdown().await;
+//! # Ok(()) }
+//! ```
+#![warn(missing_docs)]
+
+mod auth;
+mod config;
+mod devnet;
+mod error;
+mod keys;
+mod ledger;
+mod orch;
+mod respond;
+mod runner;
+mod serve;
+mod signer;
+mod tickets;
+
+pub use config::{DevnetConfig, FaultControl, Faults, PriceConfig};
+pub use devnet::{Devnet, DevnetHandle};
+pub use error::DevnetError;

@@ -1,0 +1,226 @@
+//! Gateway settings: where to find orchestrators, how to pay, how to trust them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::token::Token;
+
+/// How orchestrator TLS certificates are checked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsMode {
+    /// Trust the first certificate seen per `host:port` and require the same one afterwards.
+    /// Orchestrators use self-signed certificates regenerated at every start, so this is the
+    /// default (server/cert.go:18-109).
+    #[default]
+    TrustOnFirstUse,
+    /// Accept any certificate (what go-livepeer's own gateway does, segment_rpc.go:50-71).
+    SkipVerification,
+    /// Verify against the Mozilla root store.
+    SystemRoots,
+}
+
+/// The most the gateway pays: `price_per_unit` wei per `pixels_per_unit` units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPrice {
+    /// Wei.
+    pub price_per_unit: i64,
+    /// Units (pixels for LV2V) the price covers; must be positive.
+    pub pixels_per_unit: i64,
+}
+
+impl MaxPrice {
+    /// Whether `price_per_unit / pixels_per_unit` is strictly above this ceiling. A
+    /// non-positive `pixels_per_unit` in the offer is treated as one unit.
+    pub fn is_exceeded_by(&self, price_per_unit: i64, pixels_per_unit: i64) -> bool {
+        let offer_units = i128::from(pixels_per_unit.max(1));
+        let max_units = i128::from(self.pixels_per_unit.max(1));
+        i128::from(price_per_unit) * max_units > i128::from(self.price_per_unit) * offer_units
+    }
+}
+
+/// Everything the gateway needs to find, pick and pay orchestrators.
+///
+/// Build with [`Settings::default`] plus field updates, then [`Settings::with_token`] to let a
+/// token override them.
+#[derive(Clone)]
+pub struct Settings {
+    /// Explicit orchestrator URLs (`https://host:port`, `http://host:port` or `host:port`).
+    /// Default: empty (use discovery).
+    pub orchestrators: Vec<String>,
+    /// Remote signer base URL; `None` means offchain. Default: `None`.
+    pub signer_url: Option<String>,
+    /// Headers sent on every signer call. Default: empty.
+    pub signer_headers: BTreeMap<String, String>,
+    /// Discovery endpoint. Default: `None`.
+    pub discovery_url: Option<String>,
+    /// Headers sent to the discovery endpoint. Default: empty.
+    pub discovery_headers: BTreeMap<String, String>,
+    /// TLS policy for orchestrators. Default: trust on first use.
+    pub tls: TlsMode,
+    /// Price ceiling; orchestrators above it are skipped and never paid. Default: none.
+    pub max_price: Option<MaxPrice>,
+    /// How many orchestrators are probed at once. Default: 8.
+    pub probe_concurrency: usize,
+    /// Connect timeout for GetOrchestrator. Default: 3 s (go-livepeer rpc.go:43-45).
+    pub connect_timeout: Duration,
+    /// Whole-call timeout for GetOrchestrator. Default: 8 s (go-livepeer rpc.go:43-45).
+    pub probe_timeout: Duration,
+    /// Timeout of `POST /live-video-to-video`. Default: 5 s.
+    pub start_timeout: Duration,
+    /// Timeout of remote-signer and discovery calls. Default: 10 s.
+    pub signer_timeout: Duration,
+    /// Timeout of `POST /payment`. Default: 60 s (go-livepeer live_payment.go).
+    pub payment_timeout: Duration,
+    /// How many times one payment may refresh orchestrator info after a signer 480.
+    /// Default: 3 (the reference SDK's limit).
+    pub max_refreshes: u32,
+    /// Minimum spacing of periodic payments. Default: 5 s (the reference payment sender).
+    pub payment_interval: Duration,
+    /// Control-channel keepalive period. Default: 10 s.
+    pub keepalive_interval: Duration,
+}
+
+/// Header values can be credentials (`Authorization`): print names only.
+pub(crate) struct HeaderNames<'a>(pub(crate) &'a BTreeMap<String, String>);
+
+impl std::fmt::Debug for HeaderNames<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("orchestrators", &self.orchestrators)
+            .field("signer_url", &self.signer_url)
+            .field("signer_headers", &HeaderNames(&self.signer_headers))
+            .field("discovery_url", &self.discovery_url)
+            .field("discovery_headers", &HeaderNames(&self.discovery_headers))
+            .field("tls", &self.tls)
+            .field("max_price", &self.max_price)
+            .field("probe_concurrency", &self.probe_concurrency)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("probe_timeout", &self.probe_timeout)
+            .field("start_timeout", &self.start_timeout)
+            .field("signer_timeout", &self.signer_timeout)
+            .field("payment_timeout", &self.payment_timeout)
+            .field("max_refreshes", &self.max_refreshes)
+            .field("payment_interval", &self.payment_interval)
+            .field("keepalive_interval", &self.keepalive_interval)
+            .finish()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            orchestrators: Vec::new(),
+            signer_url: None,
+            signer_headers: BTreeMap::new(),
+            discovery_url: None,
+            discovery_headers: BTreeMap::new(),
+            tls: TlsMode::default(),
+            max_price: None,
+            probe_concurrency: 8,
+            connect_timeout: Duration::from_secs(3),
+            probe_timeout: Duration::from_secs(8),
+            start_timeout: Duration::from_secs(5),
+            signer_timeout: Duration::from_secs(10),
+            payment_timeout: Duration::from_secs(60),
+            max_refreshes: 3,
+            payment_interval: Duration::from_secs(5),
+            keepalive_interval: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Settings {
+    /// Applies a token: every value the token carries replaces the configured one.
+    ///
+    /// A token's orchestrator list replaces the explicit list even when empty, so an empty
+    /// token list falls through to discovery, as in the reference SDK.
+    pub fn with_token(mut self, token: &Token) -> Self {
+        if let Some(o) = &token.orchestrators {
+            self.orchestrators.clone_from(o);
+        }
+        if let Some(s) = &token.signer {
+            self.signer_url = Some(s.clone());
+        }
+        if let Some(h) = &token.signer_headers {
+            self.signer_headers.clone_from(h);
+        }
+        if let Some(d) = &token.discovery {
+            self.discovery_url = Some(d.clone());
+        }
+        if let Some(h) = &token.discovery_headers {
+            self.discovery_headers.clone_from(h);
+        }
+        self
+    }
+
+    /// Whether payments go through a remote signer (onchain) or not at all (offchain).
+    pub fn is_offchain(&self) -> bool {
+        self.signer_url
+            .as_deref()
+            .is_none_or(|s| s.trim().is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_values_win_and_missing_ones_keep_explicit_settings() {
+        let explicit = Settings {
+            orchestrators: vec!["https://explicit:1".into()],
+            signer_url: Some("http://explicit-signer".into()),
+            signer_headers: BTreeMap::from([("A".into(), "explicit".into())]),
+            discovery_url: Some("http://explicit-discovery".into()),
+            ..Settings::default()
+        };
+        let token = Token {
+            signer: Some("http://token-signer".into()),
+            discovery_headers: Some(BTreeMap::from([("B".into(), "token".into())])),
+            ..Token::default()
+        };
+        let s = explicit.with_token(&token);
+        assert_eq!(s.orchestrators, ["https://explicit:1"]);
+        assert_eq!(s.signer_url.as_deref(), Some("http://token-signer"));
+        assert_eq!(s.signer_headers["A"], "explicit");
+        assert_eq!(
+            s.discovery_url.as_deref(),
+            Some("http://explicit-discovery")
+        );
+        assert_eq!(s.discovery_headers["B"], "token");
+        assert!(!s.is_offchain());
+    }
+
+    #[test]
+    fn debug_output_hides_header_values() {
+        let s = Settings {
+            signer_headers: BTreeMap::from([("Authorization".into(), "Bearer secret".into())]),
+            ..Settings::default()
+        };
+        let text = format!("{s:?}");
+        assert!(text.contains("Authorization"));
+        assert!(!text.contains("secret"));
+    }
+
+    #[test]
+    fn price_ceiling_compares_rates_not_numbers() {
+        let max = MaxPrice {
+            price_per_unit: 10,
+            pixels_per_unit: 3,
+        };
+        assert!(!max.is_exceeded_by(10, 3));
+        assert!(!max.is_exceeded_by(20, 6));
+        assert!(max.is_exceeded_by(21, 6));
+        assert!(!max.is_exceeded_by(3, 1));
+        assert!(max.is_exceeded_by(4, 1));
+        assert!(!max.is_exceeded_by(0, 0));
+        assert!(max.is_exceeded_by(i64::MAX, 1));
+    }
+}

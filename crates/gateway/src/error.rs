@@ -1,0 +1,230 @@
+//! Errors of the gateway SDK, and the per-orchestrator rejections they carry.
+
+use std::fmt;
+
+use crate::token::TokenError;
+
+/// One orchestrator that was tried (or skipped) and why it was not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The orchestrator URL as it was configured or discovered.
+    pub url: String,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.url, self.reason)
+    }
+}
+
+/// Why an orchestrator was rejected. `Display` gives the human-readable reason that goes into
+/// API error bodies (`{"url", "reason"}`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RejectReason {
+    /// The URL could not be parsed.
+    #[error("invalid orchestrator url: {0}")]
+    InvalidUrl(String),
+    /// No connection could be made (refused, DNS, TLS handshake).
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    /// The orchestrator did not answer in time.
+    #[error("timed out after {0} ms")]
+    Timeout(u64),
+    /// GetOrchestrator answered with a gRPC error status.
+    #[error("GetOrchestrator failed ({code}): {message}")]
+    Rpc {
+        /// gRPC status code name.
+        code: String,
+        /// gRPC status message (e.g. `OrchestratorCapped`).
+        message: String,
+    },
+    /// The orchestrator answered something that is not a valid reply.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// The orchestrator's price is above the configured ceiling; it was never paid.
+    #[error("price {price_per_unit} wei per {pixels_per_unit} units is above the ceiling")]
+    OverPriceCeiling {
+        /// Wei per `pixels_per_unit` units.
+        price_per_unit: i64,
+        /// Units the price applies to.
+        pixels_per_unit: i64,
+    },
+    /// The orchestrator's auth token is missing or already expired.
+    #[error("orchestrator auth token missing or expired")]
+    AuthTokenExpired,
+    /// The orchestrator has no capacity for the model (`503 insufficient capacity`).
+    #[error("insufficient capacity")]
+    InsufficientCapacity,
+    /// The orchestrator refused the payment header (402) or payment processing (400).
+    #[error("payment refused ({status}): {body}")]
+    PaymentRefused {
+        /// HTTP status.
+        status: u16,
+        /// Error text from the orchestrator.
+        body: String,
+    },
+    /// The orchestrator refused the segment credentials (403), e.g. an expired auth token.
+    #[error("segment credentials refused: {0}")]
+    CredentialsRefused(String),
+    /// `POST /live-video-to-video` failed with another status.
+    #[error("start failed ({status}): {body}")]
+    StartFailed {
+        /// HTTP status.
+        status: u16,
+        /// Error text from the orchestrator.
+        body: String,
+    },
+    /// The remote signer reported the price exceeded (481); the orchestrator was never paid.
+    #[error("remote signer: price exceeded: {0}")]
+    SignerPriceExceeded(String),
+    /// The signer asked for refreshed orchestrator info (480) more times than allowed.
+    #[error("remote signer kept asking for a refresh ({0} refreshes)")]
+    RefreshLimit(u32),
+    /// The remote signer failed.
+    #[error("remote signer: {0}")]
+    Signer(String),
+}
+
+/// Errors of the gateway SDK.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The gateway token is malformed.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// No orchestrator list, discovery URL or signer is configured.
+    #[error("no orchestrators, discovery url or signer configured")]
+    NoDiscoverySource,
+    /// A discovery endpoint failed or answered garbage.
+    #[error("discovery at {url} failed: {reason}")]
+    Discovery {
+        /// The discovery endpoint (with query).
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Discovery succeeded but named no orchestrators.
+    #[error("no orchestrators available to select")]
+    NoOrchestrators,
+    /// Every candidate orchestrator failed or was skipped.
+    #[error("{}", all_failed(.rejections))]
+    NoOrchestratorAvailable {
+        /// One entry per candidate, in the order they were rejected.
+        rejections: Vec<Rejection>,
+    },
+    /// A single orchestrator call failed (outside of selection).
+    #[error(transparent)]
+    Orchestrator(#[from] Rejection),
+    /// A remote-signer call failed.
+    #[error("remote signer at {url}: {reason}")]
+    Signer {
+        /// The signer endpoint.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A caller-supplied setting is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The TLS configuration could not be built.
+    #[error("tls setup: {0}")]
+    Tls(String),
+    /// The job has ended; its channels are gone.
+    #[error("job closed")]
+    JobClosed,
+}
+
+impl std::error::Error for Rejection {}
+
+fn all_failed(rejections: &[Rejection]) -> String {
+    let mut s = format!("all orchestrators failed ({} tried)", rejections.len());
+    for (i, r) in rejections.iter().enumerate() {
+        s.push_str(if i == 0 { ": " } else { "; " });
+        s.push_str(&r.to_string());
+    }
+    s
+}
+
+impl Error {
+    /// Whether trying again later may succeed (network or capacity trouble), as opposed to a
+    /// configuration or input problem that will fail the same way.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Self::Token(_)
+            | Self::NoDiscoverySource
+            | Self::Config(_)
+            | Self::Tls(_)
+            | Self::JobClosed => false,
+            Self::Discovery { .. } | Self::NoOrchestrators | Self::Signer { .. } => true,
+            Self::NoOrchestratorAvailable { rejections } => {
+                rejections.iter().any(|r| r.reason.is_retryable())
+            }
+            Self::Orchestrator(r) => r.reason.is_retryable(),
+        }
+    }
+
+    /// The per-orchestrator rejections this error carries (empty for most variants).
+    pub fn rejections(&self) -> &[Rejection] {
+        match self {
+            Self::NoOrchestratorAvailable { rejections } => rejections,
+            Self::Orchestrator(r) => std::slice::from_ref(r),
+            _ => &[],
+        }
+    }
+}
+
+impl RejectReason {
+    /// Whether the same orchestrator may accept a later attempt.
+    pub fn is_retryable(&self) -> bool {
+        !matches!(
+            self,
+            Self::InvalidUrl(_) | Self::OverPriceCeiling { .. } | Self::SignerPriceExceeded(_)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_error_lists_every_rejection() {
+        let err = Error::NoOrchestratorAvailable {
+            rejections: vec![
+                Rejection {
+                    url: "https://a:1".into(),
+                    reason: RejectReason::Timeout(3000),
+                },
+                Rejection {
+                    url: "https://b:2".into(),
+                    reason: RejectReason::InsufficientCapacity,
+                },
+            ],
+        };
+        assert_eq!(
+            err.to_string(),
+            "all orchestrators failed (2 tried): https://a:1: timed out after 3000 ms; \
+             https://b:2: insufficient capacity"
+        );
+        assert_eq!(err.rejections().len(), 2);
+        assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn price_rejections_are_not_retryable() {
+        let err = Error::NoOrchestratorAvailable {
+            rejections: vec![Rejection {
+                url: "https://a:1".into(),
+                reason: RejectReason::OverPriceCeiling {
+                    price_per_unit: 5,
+                    pixels_per_unit: 1,
+                },
+            }],
+        };
+        assert!(!err.is_retryable());
+        assert!(!Error::NoDiscoverySource.is_retryable());
+    }
+}

@@ -1,0 +1,244 @@
+//! [`Gateway`]: the SDK's entry point, holding settings, TLS pins and the signer.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt as _;
+use lpgw_proto::{Capabilities, OrchestratorInfo, OrchestratorRequest};
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::debug;
+
+use crate::config::Settings;
+use crate::discovery::{self, parse_http_url};
+use crate::error::{Error, RejectReason, Rejection};
+use crate::http::Clients;
+use crate::orchestrator::info::{RpcConfig, get_orchestrator};
+use crate::orchestrator::selection::{Probe, assess, rank};
+use crate::signer::Signer;
+use crate::tls::PinStore;
+
+/// State shared by a gateway and the jobs it started.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) settings: Settings,
+    pub(crate) clients: Clients,
+    pub(crate) signer: Option<Arc<Signer>>,
+    rpc: RpcConfig,
+}
+
+impl Inner {
+    /// GetOrchestrator for `url`, signed with the signer's material (or empty offchain).
+    pub(crate) async fn fetch_info(
+        &self,
+        url: &str,
+        caps: Option<&Capabilities>,
+        ignore_capacity_check: bool,
+    ) -> Result<OrchestratorInfo, RejectReason> {
+        let parsed = parse_http_url(url).map_err(|e| RejectReason::InvalidUrl(e.to_string()))?;
+        let (address, sig) = match &self.signer {
+            Some(s) => {
+                let m = s
+                    .material()
+                    .await
+                    .map_err(|e| RejectReason::Signer(e.to_string()))?;
+                (m.address.clone(), m.sig.clone())
+            }
+            // Offchain orchestrators accept any address and signature (spec §5.9).
+            None => (Vec::new(), Vec::new()),
+        };
+        let request = OrchestratorRequest {
+            address,
+            sig,
+            capabilities: caps.cloned(),
+            ignore_capacity_check,
+        };
+        get_orchestrator(&self.rpc, &parsed, request).await
+    }
+
+    async fn probe(&self, url: String, caps: Option<&Capabilities>) -> Probe {
+        let started = Instant::now();
+        let result = self.fetch_info(&url, caps, false).await;
+        debug!(orchestrator = %url, ok = result.is_ok(), "probed");
+        Probe {
+            url,
+            elapsed: started.elapsed(),
+            result,
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for auth-token expiry checks.
+pub(crate) fn unix_now() -> i64 {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs();
+    i64::try_from(secs).unwrap_or(i64::MAX)
+}
+
+/// A Livepeer gateway: finds orchestrators, checks them, pays them and starts jobs.
+///
+/// Cheap to clone; clones share TLS pins and the cached signer material.
+#[derive(Debug, Clone)]
+pub struct Gateway {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl Gateway {
+    /// Creates a gateway. Fold a token in first with [`Settings::with_token`].
+    pub fn new(settings: Settings) -> Result<Self, Error> {
+        let pins = Arc::new(PinStore::default());
+        let signer = match settings.signer_url.as_deref().map(str::trim) {
+            Some(url) if !url.is_empty() => Some(Arc::new(Signer::new(
+                url,
+                settings.signer_headers.clone(),
+                settings.signer_timeout,
+            )?)),
+            _ => None,
+        };
+        let rpc = RpcConfig {
+            tls: settings.tls,
+            pins: pins.clone(),
+            connect_timeout: settings.connect_timeout,
+            call_timeout: settings.probe_timeout,
+        };
+        let clients = Clients::new(settings.tls, pins);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                settings,
+                clients,
+                signer,
+                rpc,
+            }),
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// The orchestrator list, from the configured list or a discovery endpoint, filtered by
+    /// discovery capability names such as `live-video-to-video/noop`.
+    pub async fn discover(&self, caps: &[String]) -> Result<Vec<String>, Error> {
+        discovery::discover_orchestrators(&self.inner.settings, caps).await
+    }
+
+    /// Fetches one orchestrator's info (GetOrchestrator), requesting `caps` if given.
+    pub async fn orchestrator_info(
+        &self,
+        url: &str,
+        caps: Option<&Capabilities>,
+    ) -> Result<OrchestratorInfo, Error> {
+        self.inner
+            .fetch_info(url, caps, false)
+            .await
+            .map_err(|reason| {
+                Error::Orchestrator(Rejection {
+                    url: url.to_owned(),
+                    reason,
+                })
+            })
+    }
+
+    /// Probes every orchestrator (bounded concurrency), waits for all, and returns the usable
+    /// ones fastest first plus a rejection for each of the others.
+    pub async fn probe_all(
+        &self,
+        urls: &[String],
+        caps: Option<&Capabilities>,
+    ) -> (Vec<(String, OrchestratorInfo)>, Vec<Rejection>) {
+        let n = self.inner.settings.probe_concurrency.max(1);
+        let probes: Vec<Probe> = futures::stream::iter(urls.iter().cloned())
+            .map(|u| self.inner.probe(u, caps))
+            .buffer_unordered(n)
+            .collect()
+            .await;
+        rank(probes, self.inner.settings.max_price, unix_now())
+    }
+
+    /// Starts probing `urls` and yields usable orchestrators as their answers arrive, which
+    /// orders them by response time without waiting for slow or dead ones. Probes run in a
+    /// background task (spawned on the current Tokio runtime), so they keep going while the
+    /// caller tries a candidate.
+    pub fn candidates(&self, urls: Vec<String>, caps: Option<Capabilities>) -> Candidates {
+        let n = self.inner.settings.probe_concurrency.max(1);
+        let (tx, rx) = mpsc::channel(urls.len().max(1));
+        let inner = self.inner.clone();
+        let driver = tokio::spawn(async move {
+            let caps = caps.as_ref();
+            let mut probes = futures::stream::iter(urls)
+                .map(|u| inner.probe(u, caps))
+                .buffer_unordered(n);
+            while let Some(p) = probes.next().await {
+                if tx.send(p).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Candidates {
+            probes: rx,
+            driver: driver.abort_handle(),
+            max_price: self.inner.settings.max_price,
+            rejections: Vec::new(),
+        }
+    }
+}
+
+/// Usable orchestrators in the order their answers arrive; see [`Gateway::candidates`].
+/// Dropping it cancels the probes still running.
+pub struct Candidates {
+    probes: mpsc::Receiver<Probe>,
+    driver: AbortHandle,
+    max_price: Option<crate::config::MaxPrice>,
+    rejections: Vec<Rejection>,
+}
+
+impl std::fmt::Debug for Candidates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Candidates")
+            .field("rejections", &self.rejections)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Candidates {
+    fn drop(&mut self) {
+        self.driver.abort();
+    }
+}
+
+impl Candidates {
+    /// The next usable orchestrator, or `None` when every probe has been judged.
+    pub async fn next(&mut self) -> Option<(String, OrchestratorInfo)> {
+        while let Some(p) = self.probes.recv().await {
+            match p
+                .result
+                .and_then(|i| assess(&i, self.max_price, unix_now()).map(|()| i))
+            {
+                Ok(info) => return Some((p.url, info)),
+                Err(reason) => {
+                    debug!(orchestrator = %p.url, %reason, "candidate rejected");
+                    self.rejections.push(Rejection { url: p.url, reason });
+                }
+            }
+        }
+        None
+    }
+
+    /// Records a rejection that happened after selection (e.g. the job start failed).
+    pub fn reject(&mut self, url: String, reason: RejectReason) {
+        self.rejections.push(Rejection { url, reason });
+    }
+
+    /// Every rejection so far, in order.
+    pub fn rejections(&self) -> &[Rejection] {
+        &self.rejections
+    }
+
+    /// Consumes the cursor, returning its rejections.
+    pub fn into_rejections(mut self) -> Vec<Rejection> {
+        std::mem::take(&mut self.rejections)
+    }
+}

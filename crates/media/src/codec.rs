@@ -1,0 +1,372 @@
+//! Thin synchronous wrappers over the FFmpeg codecs and scaler this crate uses.
+//!
+//! Everything here blocks and holds FFmpeg state that is not `Sync`; it runs on the
+//! pipeline's own threads (or in tests), never on an async runtime worker.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ffmpeg_next::codec::{self, Id};
+use ffmpeg_next::format::Pixel;
+use ffmpeg_next::software::scaling;
+use ffmpeg_next::{Dictionary, Packet, Rational, decoder, encoder, frame, picture, threading};
+
+use crate::error::MediaError;
+use crate::frame::{CLOCK_HZ, Yuv420Frame};
+
+/// 90 kHz, the time base of every packet and frame timestamp here.
+pub(crate) fn time_base() -> Rational {
+    Rational::new(1, CLOCK_HZ as i32)
+}
+
+/// Initialises FFmpeg once per process and silences its stderr logging (a process-wide
+/// setting): every failure also comes back as an error code, which this crate counts and
+/// reports through `tracing`, so FFmpeg's own lines would only be noise around bad input.
+pub(crate) fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // Initialisation cannot fail on FFmpeg >= 4; the Result is kept by the binding only.
+        let _ = ffmpeg_next::init();
+        ffmpeg_next::log::set_level(ffmpeg_next::log::Level::Quiet);
+    });
+}
+
+/// Converts any decoded picture to a target pixel format at the same size, re-creating the
+/// swscale context when the input format or size changes.
+#[derive(Default)]
+pub(crate) struct Converter {
+    ctx: Option<scaling::Context>,
+}
+
+impl Converter {
+    pub(crate) fn convert(
+        &mut self,
+        input: &frame::Video,
+        target: Pixel,
+    ) -> Result<frame::Video, MediaError> {
+        let (fmt, w, h) = (input.format(), input.width(), input.height());
+        let stale = self.ctx.as_ref().is_none_or(|c| {
+            let i = c.input();
+            let o = c.output();
+            i.format != fmt || i.width != w || i.height != h || o.format != target
+        });
+        if stale {
+            self.ctx = Some(
+                scaling::Context::get(fmt, w, h, target, w, h, scaling::Flags::BILINEAR)
+                    .map_err(MediaError::ff("create scaler"))?,
+            );
+        }
+        let mut out = frame::Video::empty();
+        // `stale` above guarantees the context exists.
+        let ctx = self.ctx.as_mut().ok_or(MediaError::NoPicture)?;
+        ctx.run(input, &mut out).map_err(MediaError::ff("scale"))?;
+        out.set_pts(input.pts());
+        Ok(out)
+    }
+}
+
+/// Decodes single JPEG images with FFmpeg's mjpeg decoder.
+pub(crate) struct JpegDecoder {
+    dec: decoder::Video,
+}
+
+impl JpegDecoder {
+    pub(crate) fn new() -> Result<Self, MediaError> {
+        init();
+        let codec = decoder::find(Id::MJPEG).ok_or(MediaError::CodecUnavailable("mjpeg"))?;
+        let ctx = codec::Context::new_with_codec(codec);
+        let dec = ctx
+            .decoder()
+            .open_as(codec)
+            .and_then(|d| d.video())
+            .map_err(MediaError::ff("open mjpeg decoder"))?;
+        Ok(Self { dec })
+    }
+
+    /// Decodes one JPEG; the picture keeps the decoder's pixel format (often yuvj4xxp).
+    pub(crate) fn decode(&mut self, jpeg: &[u8]) -> Result<frame::Video, MediaError> {
+        let pkt = Packet::copy(jpeg);
+        self.dec
+            .send_packet(&pkt)
+            .map_err(MediaError::ff("decode jpeg"))?;
+        let mut f = frame::Video::empty();
+        match self.dec.receive_frame(&mut f) {
+            Ok(()) => Ok(f),
+            Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
+                Err(MediaError::NoPicture)
+            }
+            Err(e) => Err(MediaError::ff("decode jpeg")(e)),
+        }
+    }
+}
+
+/// Encodes yuv420p pictures to baseline JPEG with FFmpeg's mjpeg encoder.
+///
+/// Quality runs 1 (smallest) to 100 (best) and maps linearly onto the encoder's qscale
+/// 31..2. The encoder is re-created when the picture size changes.
+pub struct JpegEncoder {
+    quality: u8,
+    enc: Option<(u32, u32, encoder::Video)>,
+    conv: Converter,
+}
+
+impl std::fmt::Debug for JpegEncoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JpegEncoder")
+            .field("quality", &self.quality)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JpegEncoder {
+    /// An encoder at `quality` (clamped to 1..=100).
+    pub fn new(quality: u8) -> Self {
+        init();
+        Self {
+            quality: quality.clamp(1, 100),
+            enc: None,
+            conv: Converter::default(),
+        }
+    }
+
+    fn qscale(&self) -> i32 {
+        2 + (100 - i32::from(self.quality)) * 29 / 99
+    }
+
+    /// Encodes one packed yuv420p frame.
+    pub fn encode(&mut self, frame: &Yuv420Frame) -> Result<Bytes, MediaError> {
+        frame.validate()?;
+        self.encode_ffmpeg(&frame.to_ffmpeg())
+    }
+
+    /// Encodes any FFmpeg picture (converted to full-range yuvj420p first).
+    pub(crate) fn encode_ffmpeg(&mut self, input: &frame::Video) -> Result<Bytes, MediaError> {
+        let (w, h) = (input.width(), input.height());
+        if self
+            .enc
+            .as_ref()
+            .is_none_or(|(ew, eh, _)| (*ew, *eh) != (w, h))
+        {
+            self.enc = Some((w, h, self.open(w, h)?));
+        }
+        let full = self.conv.convert(input, Pixel::YUVJ420P)?;
+        let Some((_, _, enc)) = self.enc.as_mut() else {
+            return Err(MediaError::Closed);
+        };
+        enc.send_frame(&full)
+            .map_err(MediaError::ff("encode jpeg"))?;
+        let mut pkt = Packet::empty();
+        enc.receive_packet(&mut pkt)
+            .map_err(MediaError::ff("encode jpeg"))?;
+        Ok(Bytes::copy_from_slice(pkt.data().unwrap_or_default()))
+    }
+
+    fn open(&self, w: u32, h: u32) -> Result<encoder::Video, MediaError> {
+        let codec = encoder::find(Id::MJPEG).ok_or(MediaError::CodecUnavailable("mjpeg"))?;
+        let mut ctx = codec::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(MediaError::ff("mjpeg context"))?;
+        ctx.set_width(w);
+        ctx.set_height(h);
+        ctx.set_format(Pixel::YUVJ420P);
+        ctx.set_time_base(Rational::new(1, 25));
+        ctx.set_flags(codec::Flags::QSCALE);
+        let q = self.qscale();
+        ctx.set_qmin(q);
+        ctx.set_qmax(q);
+        ctx.set_global_quality(q * 118); // FF_QP2LAMBDA
+        ctx.open_as(codec)
+            .map_err(MediaError::ff("open mjpeg encoder"))
+    }
+}
+
+/// Decodes a JPEG file into a packed yuv420p frame.
+pub fn decode_jpeg(jpeg: &[u8]) -> Result<Yuv420Frame, MediaError> {
+    let mut dec = JpegDecoder::new()?;
+    let pic = dec.decode(jpeg)?;
+    let yuv = Converter::default().convert(&pic, Pixel::YUV420P)?;
+    Ok(Yuv420Frame::from_ffmpeg(&yuv))
+}
+
+/// How libx264 controls bitrate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum RateControl {
+    /// Constant rate factor (0 best .. 51 worst).
+    Crf(f32),
+    /// Average bitrate in bits per second.
+    Bitrate(u64),
+}
+
+/// libx264 settings for the publisher.
+#[derive(Clone, Debug)]
+pub struct EncoderConfig {
+    /// x264 preset. Default `superfast`.
+    pub preset: String,
+    /// Rate control. Default `Crf(23.0)`.
+    pub rate: RateControl,
+    /// Nominal frame rate given to the encoder's rate control. Default 30.
+    pub fps: u32,
+    /// Media time between forced IDR frames. Default 2 s.
+    pub keyframe_interval: Duration,
+    /// Encoder threads, 0 = libx264 chooses. Default 0.
+    pub threads: usize,
+}
+
+impl Default for EncoderConfig {
+    fn default() -> Self {
+        Self {
+            preset: "superfast".into(),
+            rate: RateControl::Crf(23.0),
+            fps: 30,
+            keyframe_interval: Duration::from_secs(2),
+            threads: 0,
+        }
+    }
+}
+
+/// One encoded H.264 access unit.
+pub(crate) struct EncodedPacket {
+    pub(crate) data: Vec<u8>,
+    pub(crate) pts: i64,
+    pub(crate) dts: i64,
+    pub(crate) is_key: bool,
+}
+
+/// libx264 with `tune=zerolatency`, no B-frames, repeated SPS/PPS on every IDR (no global
+/// header) so every segment can be decoded on its own.
+pub(crate) struct H264Encoder {
+    enc: encoder::Video,
+    pub(crate) width: u32,
+    pub(crate) height: u32,
+}
+
+impl H264Encoder {
+    pub(crate) fn new(cfg: &EncoderConfig, width: u32, height: u32) -> Result<Self, MediaError> {
+        init();
+        let codec =
+            encoder::find_by_name("libx264").ok_or(MediaError::CodecUnavailable("libx264"))?;
+        let mut ctx = codec::Context::new_with_codec(codec)
+            .encoder()
+            .video()
+            .map_err(MediaError::ff("libx264 context"))?;
+        ctx.set_width(width);
+        ctx.set_height(height);
+        ctx.set_format(Pixel::YUV420P);
+        ctx.set_time_base(time_base());
+        ctx.set_frame_rate(Some(Rational::new(cfg.fps.max(1) as i32, 1)));
+        ctx.set_max_b_frames(0);
+        // Forced IDRs (by media time) do the real work; this cap only bounds the gap if the
+        // source timestamps stall.
+        let interval_frames = cfg.keyframe_interval.as_secs_f64() * f64::from(cfg.fps.max(1));
+        ctx.set_gop((interval_frames.ceil() as u32).saturating_mul(2).max(1));
+        ctx.set_threading(threading::Config {
+            kind: threading::Type::Slice,
+            count: cfg.threads,
+            ..Default::default()
+        });
+        let mut opts = Dictionary::new();
+        opts.set("preset", &cfg.preset);
+        opts.set("tune", "zerolatency");
+        opts.set("forced-idr", "1");
+        match cfg.rate {
+            RateControl::Crf(crf) => opts.set("crf", &crf.to_string()),
+            RateControl::Bitrate(bps) => {
+                ctx.set_bit_rate(bps as usize);
+                ctx.set_max_bit_rate(bps as usize);
+            }
+        }
+        let enc = ctx
+            .open_as_with(codec, opts)
+            .map_err(MediaError::ff("open libx264"))?;
+        Ok(Self { enc, width, height })
+    }
+
+    /// Sends one yuv420p picture at `pts` (90 kHz); `force_key` makes it an IDR.
+    pub(crate) fn send(
+        &mut self,
+        pic: &mut frame::Video,
+        pts: i64,
+        force_key: bool,
+    ) -> Result<(), MediaError> {
+        pic.set_pts(Some(pts));
+        pic.set_kind(if force_key {
+            picture::Type::I
+        } else {
+            picture::Type::None
+        });
+        self.enc
+            .send_frame(pic)
+            .map_err(MediaError::ff("encode h264"))
+    }
+
+    /// Signals the end of input so the remaining packets can be drained.
+    pub(crate) fn send_eof(&mut self) -> Result<(), MediaError> {
+        self.enc.send_eof().map_err(MediaError::ff("flush h264"))
+    }
+
+    /// The next finished packet, if any.
+    pub(crate) fn receive(&mut self) -> Option<EncodedPacket> {
+        let mut pkt = Packet::empty();
+        self.enc.receive_packet(&mut pkt).ok()?;
+        let pts = pkt.pts().unwrap_or(0);
+        Some(EncodedPacket {
+            data: pkt.data().unwrap_or_default().to_vec(),
+            pts,
+            dts: pkt.dts().unwrap_or(pts),
+            is_key: pkt.is_key(),
+        })
+    }
+}
+
+/// Decodes one video elementary stream with whichever FFmpeg decoder matches its codec.
+pub(crate) struct VideoDecoder {
+    dec: decoder::Video,
+    pub(crate) id: Id,
+}
+
+impl VideoDecoder {
+    pub(crate) fn new(id: Id) -> Result<Self, MediaError> {
+        init();
+        let codec = decoder::find(id).ok_or(MediaError::CodecUnavailable("video decoder"))?;
+        let mut ctx = codec::Context::new_with_codec(codec);
+        // Slice threads add no delay; frame threads would hold back one frame per thread.
+        // No LOW_DELAY flag: it would break B-frame reordering, and zerolatency x264 streams
+        // already signal "no reordering" in their VUI, so the decoder outputs at once.
+        ctx.set_threading(threading::Config {
+            kind: threading::Type::Slice,
+            count: 0,
+            ..Default::default()
+        });
+        let mut dec = ctx.decoder();
+        dec.set_packet_time_base(time_base());
+        let dec = dec
+            .open_as(codec)
+            .and_then(|d| d.video())
+            .map_err(MediaError::ff("open video decoder"))?;
+        Ok(Self { dec, id })
+    }
+
+    /// Sends one access unit; errors mean the data was rejected (corrupt or unsupported).
+    pub(crate) fn send(&mut self, data: &[u8], pts: Option<i64>) -> Result<(), MediaError> {
+        let mut pkt = Packet::copy(data);
+        pkt.set_pts(pts);
+        pkt.set_dts(None);
+        self.dec
+            .send_packet(&pkt)
+            .map_err(MediaError::ff("decode video"))
+    }
+
+    /// Signals end of stream so buffered pictures come out.
+    pub(crate) fn send_eof(&mut self) {
+        let _ = self.dec.send_eof();
+    }
+
+    /// The next decoded picture, if any.
+    pub(crate) fn receive(&mut self) -> Option<frame::Video> {
+        let mut f = frame::Video::empty();
+        self.dec.receive_frame(&mut f).ok()?;
+        Some(f)
+    }
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The project's test command: installs what is missing, then runs the format check, clippy,
+# and every unit, integration and interop test (interop against the official Python SDK).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+PY="$(scripts/interop-venv.sh)"
+export LPGW_PYTHON="$PY" LPGW_PY="$PY" LPGW_REQUIRE_INTEROP=1
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
