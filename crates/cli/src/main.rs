@@ -5,6 +5,12 @@ mod cmd;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc keeps freed pages for reuse: trickle relays allocate and free megabytes of chunk
+/// buffers per second, and with the system allocator a large share of the CPU went to the
+/// kernel zeroing pages handed back and forth.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A Livepeer gateway: service, SDK tools and a local devnet.
 #[derive(Debug, Parser)]
 #[command(name = "lpgw", version, about)]

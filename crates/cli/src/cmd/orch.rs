@@ -1,0 +1,400 @@
+//! `lpgw orch-info`, `lpgw discover` and `lpgw start`: the gateway SDK from the command line.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+use lpgw_gateway::{
+    Error, Gateway, Lv2vJob, MaxPrice, OrchestratorSummary, Settings, StartRequest, TlsMode,
+    Token, lv2v_cap, lv2v_capabilities,
+};
+use serde_json::{Value, json};
+use tokio::io::AsyncBufReadExt as _;
+
+/// How orchestrator certificates are checked.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum TlsArg {
+    /// Pin the first certificate seen per host:port.
+    Tofu,
+    /// Accept any certificate.
+    Skip,
+    /// Verify against the Mozilla roots.
+    System,
+}
+
+/// Where orchestrators are and how to pay them; shared by the gateway subcommands.
+#[derive(Debug, Args)]
+pub(crate) struct GatewayArgs {
+    /// Orchestrator URL (repeatable or comma separated); `host:port` means https.
+    #[arg(long = "orch", value_delimiter = ',')]
+    orchestrators: Vec<String>,
+    /// Discovery endpoint answering `[{"address": ...}]`.
+    #[arg(long)]
+    discovery: Option<String>,
+    /// Remote signer base URL; without one the gateway runs offchain.
+    #[arg(long)]
+    signer: Option<String>,
+    /// Gateway token (base64 JSON); its values win over the options above.
+    #[arg(long, env = "LPGW_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// TLS policy for orchestrators.
+    #[arg(long, value_enum, default_value = "tofu")]
+    tls: TlsArg,
+    /// Price ceiling as `WEI` per pixel or `WEI/PIXELS`; pricier orchestrators are skipped.
+    #[arg(long)]
+    max_price: Option<String>,
+    /// Timeout of one GetOrchestrator call, in milliseconds.
+    #[arg(long, default_value_t = 8000)]
+    probe_timeout_ms: u64,
+    /// Timeout of `POST /live-video-to-video`, in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    start_timeout_ms: u64,
+}
+
+fn parse_max_price(s: &str) -> anyhow::Result<MaxPrice> {
+    let (a, b) = s.trim().split_once('/').unwrap_or((s.trim(), "1"));
+    let price_per_unit: i64 = a.trim().parse().context("max price: wei is not a number")?;
+    let pixels_per_unit: i64 = b.trim().parse().context("max price: bad unit count")?;
+    anyhow::ensure!(
+        price_per_unit >= 0 && pixels_per_unit > 0,
+        "max price must be >= 0 wei per a positive number of units"
+    );
+    Ok(MaxPrice {
+        price_per_unit,
+        pixels_per_unit,
+    })
+}
+
+impl GatewayArgs {
+    /// Settings from the options, with the token folded in last so it wins.
+    pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
+        let mut s = Settings {
+            orchestrators: self.orchestrators.clone(),
+            signer_url: self.signer.clone(),
+            discovery_url: self.discovery.clone(),
+            tls: match self.tls {
+                TlsArg::Tofu => TlsMode::TrustOnFirstUse,
+                TlsArg::Skip => TlsMode::SkipVerification,
+                TlsArg::System => TlsMode::SystemRoots,
+            },
+            max_price: self.max_price.as_deref().map(parse_max_price).transpose()?,
+            probe_timeout: Duration::from_millis(self.probe_timeout_ms),
+            start_timeout: Duration::from_millis(self.start_timeout_ms),
+            ..Settings::default()
+        };
+        if let Some(t) = &self.token {
+            s = s.with_token(&Token::parse(t)?);
+        }
+        Ok(s)
+    }
+
+    fn gateway(&self) -> anyhow::Result<Gateway> {
+        Ok(Gateway::new(self.settings()?)?)
+    }
+}
+
+/// Options of `lpgw orch-info`.
+#[derive(Debug, Args)]
+pub(crate) struct OrchInfoArgs {
+    /// Orchestrators to ask (in addition to --orch / the token's list).
+    orchs: Vec<String>,
+    /// Ask for an LV2V model's capabilities (fills in its capacity and price).
+    #[arg(long)]
+    model: Option<String>,
+    /// Print one JSON document (a list, one entry per orchestrator).
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// Options of `lpgw discover`.
+#[derive(Debug, Args)]
+pub(crate) struct DiscoverArgs {
+    /// Only orchestrators serving this LV2V model (a discovery filter).
+    #[arg(long)]
+    model: Option<String>,
+    /// Also probe each orchestrator and print the usable ones fastest first.
+    #[arg(long)]
+    probe: bool,
+    /// Print JSON instead of one URL per line.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+/// Options of `lpgw start`.
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// Pipeline model, e.g. `noop`.
+    #[arg(long)]
+    model: String,
+    /// Initial pipeline parameters (a JSON object).
+    #[arg(long)]
+    params: Option<String>,
+    /// Read control messages from stdin, one JSON document per line; end of input closes
+    /// the job.
+    #[arg(long)]
+    control_stdin: bool,
+    #[command(flatten)]
+    gateway: GatewayArgs,
+}
+
+fn print_line(v: &Value) {
+    // One JSON document per line, flushed at once so pipes see it immediately.
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) async fn orch_info(args: OrchInfoArgs) -> anyhow::Result<()> {
+    let gateway = args.gateway.gateway()?;
+    let mut urls = args.orchs.clone();
+    urls.extend(gateway.settings().orchestrators.iter().cloned());
+    urls.dedup();
+    anyhow::ensure!(!urls.is_empty(), "name at least one orchestrator");
+    let caps = args.model.as_deref().map(lv2v_capabilities);
+    let results = futures::future::join_all(urls.iter().map(|url| {
+        let gateway = &gateway;
+        let caps = caps.as_ref();
+        async move {
+            let started = Instant::now();
+            let r = gateway.orchestrator_info(url, caps).await;
+            (url.clone(), started.elapsed(), r)
+        }
+    }))
+    .await;
+    let mut failed = 0;
+    let mut docs = Vec::new();
+    for (url, elapsed, r) in results {
+        match r {
+            Ok(info) => {
+                let summary = OrchestratorSummary::from(&info);
+                if !args.json {
+                    print_summary(&url, elapsed, &summary);
+                }
+                docs.push(json!({"url": url, "ok": true, "elapsed_ms": millis(elapsed),
+                    "info": summary}));
+            }
+            Err(e) => {
+                failed += 1;
+                if !args.json {
+                    println!("{url}: error: {e}");
+                }
+                docs.push(json!({"url": url, "ok": false, "elapsed_ms": millis(elapsed),
+                    "error": e.to_string()}));
+            }
+        }
+    }
+    if args.json {
+        print_line(&Value::Array(docs));
+    }
+    anyhow::ensure!(failed == 0, "{failed} of {} orchestrators failed", urls.len());
+    Ok(())
+}
+
+fn print_summary(url: &str, elapsed: Duration, s: &OrchestratorSummary) {
+    println!("{url} ({} ms)", millis(elapsed));
+    println!("  transcoder: {}", s.transcoder);
+    if !s.address.is_empty() {
+        println!("  address:    {}", s.address);
+    }
+    match &s.price {
+        Some(p) => println!(
+            "  price:      {} wei / {} pixels{}",
+            p.price_per_unit,
+            p.pixels_per_unit,
+            if s.onchain { " (tickets)" } else { "" }
+        ),
+        None => println!("  price:      none (offchain)"),
+    }
+    if !s.version.is_empty() {
+        println!("  version:    {}", s.version);
+    }
+    for m in &s.lv2v_models {
+        println!(
+            "  lv2v model: {} capacity {} in use {}{}",
+            m.model,
+            m.capacity,
+            m.in_use,
+            if m.warm { " (warm)" } else { "" }
+        );
+    }
+}
+
+pub(crate) async fn discover(args: DiscoverArgs) -> anyhow::Result<()> {
+    let gateway = args.gateway.gateway()?;
+    let caps: Vec<String> = args.model.iter().map(|m| lv2v_cap(m)).collect();
+    let urls = gateway.discover(&caps).await?;
+    if !args.probe {
+        if args.json {
+            print_line(&json!(urls));
+        } else {
+            for u in &urls {
+                println!("{u}");
+            }
+        }
+        return Ok(());
+    }
+    let probe_caps = args.model.as_deref().map(lv2v_capabilities);
+    let (usable, rejected) = gateway.probe_all(&urls, probe_caps.as_ref()).await;
+    if args.json {
+        let usable: Vec<Value> = usable
+            .iter()
+            .map(|(u, info)| json!({"url": u, "info": OrchestratorSummary::from(info)}))
+            .collect();
+        let rejected: Vec<Value> = rejected
+            .iter()
+            .map(|r| json!({"url": r.url, "reason": r.reason.to_string()}))
+            .collect();
+        print_line(&json!({"usable": usable, "rejected": rejected}));
+    } else {
+        for (u, _) in &usable {
+            println!("{u}");
+        }
+        for r in &rejected {
+            eprintln!("rejected {r}");
+        }
+    }
+    Ok(())
+}
+
+/// The job as printed by `lpgw start`. The URLs are bearer capabilities: they are printed
+/// because using them is the point of the command.
+fn job_doc(job: &Lv2vJob, elapsed: Duration) -> Value {
+    let u = job.urls();
+    json!({
+        "type": "started",
+        "manifest_id": u.manifest_id,
+        "orchestrator": job.orchestrator_url(),
+        "publish_url": u.publish_url,
+        "subscribe_url": u.subscribe_url,
+        "control_url": u.control_url,
+        "events_url": u.events_url,
+        "start_ms": millis(elapsed),
+    })
+}
+
+fn rejections_doc(e: &Error) -> Value {
+    let list: Vec<Value> = e
+        .rejections()
+        .iter()
+        .map(|r| json!({"url": r.url, "reason": r.reason.to_string()}))
+        .collect();
+    json!({"type": "failed", "error": e.to_string(), "rejections": list})
+}
+
+pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
+    let shutdown = super::shutdown_signal();
+    let gateway = args.gateway.gateway()?;
+    let mut req = StartRequest::new(args.model.clone());
+    if let Some(p) = &args.params {
+        req.params = Some(serde_json::from_str(p).context("--params is not JSON")?);
+    }
+    let started = Instant::now();
+    let job = tokio::select! {
+        () = shutdown.cancelled() => return Ok(()),
+        r = gateway.start_lv2v(&req) => r,
+    };
+    let mut job = match job {
+        Ok(j) => j,
+        Err(e) => {
+            print_line(&rejections_doc(&e));
+            return Err(e.into());
+        }
+    };
+    print_line(&job_doc(&job, started.elapsed()));
+    let mut events = job.take_events();
+    let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<Option<Value>>(4);
+    // Without stdin control the sender stays here, so the receiver never reports the end.
+    let _idle_sender = if args.control_stdin {
+        tokio::spawn(read_control(control_tx));
+        None
+    } else {
+        Some(control_tx)
+    };
+    let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
+    let mut last_stats = job.payment_stats();
+    let reason = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break "signal",
+            () = job.ended() => break "ended",
+            ev = recv_event(&mut events) => match ev {
+                Some(ev) => print_line(&json!({"type": "event", "event": ev})),
+                None => events = None,
+            },
+            msg = control_rx.recv() => match msg.flatten() {
+                Some(m) => {
+                    if job.send_control(&m).await.is_err() {
+                        break "ended";
+                    }
+                    print_line(&json!({"type": "control_sent", "message": m}));
+                }
+                None => break "end of input",
+            },
+            _ = stats_tick.tick() => {
+                let s = job.payment_stats();
+                if s != last_stats {
+                    last_stats = s;
+                    print_line(&json!({"type": "payments", "paid": s.paid,
+                        "skipped": s.skipped, "refreshes": s.refreshes}));
+                }
+            }
+        }
+    };
+    let end = job.end_reason().map(|r| format!("{r:?}"));
+    let manifest = job.manifest_id().to_owned();
+    job.close().await;
+    print_line(&json!({"type": "closed", "manifest_id": manifest, "why": reason,
+        "end_reason": end}));
+    Ok(())
+}
+
+async fn recv_event(events: &mut Option<tokio::sync::mpsc::Receiver<Value>>) -> Option<Value> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Forwards stdin lines as control messages; `None` marks the end of input.
+async fn read_control(tx: tokio::sync::mpsc::Sender<Option<Value>>) {
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    loop {
+        match lines.next_line().await {
+            Ok(Some(line)) if line.trim().is_empty() => {}
+            Ok(Some(line)) => match serde_json::from_str::<Value>(&line) {
+                Ok(v) => {
+                    if tx.send(Some(v)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!("ignoring control line that is not JSON: {e}"),
+            },
+            Ok(None) | Err(_) => {
+                let _ = tx.send(None).await;
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_price_parses_rates() {
+        let p = parse_max_price("1300/1000").unwrap();
+        assert_eq!((p.price_per_unit, p.pixels_per_unit), (1300, 1000));
+        assert_eq!(parse_max_price("7").unwrap().pixels_per_unit, 1);
+        assert!(parse_max_price("1/0").is_err());
+        assert!(parse_max_price("x").is_err());
+    }
+}
