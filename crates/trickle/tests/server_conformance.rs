@@ -404,3 +404,62 @@ async fn shutdown_releases_every_waiter() {
     drop((tx, tx_mid));
     assert!(!s.server.create_channel("late", "text/plain"));
 }
+
+#[tokio::test]
+async fn long_preconnected_post_is_not_cut() {
+    // go-livepeer keeps a POST waiting for its first byte alive with interim 100s; we simply
+    // never time a request body out. The publish still lands after a long silence.
+    let s = TestServer::with_channel("ch").await;
+    let (tx, post) = s.streaming_post("ch/0", &[]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(!post.is_finished());
+    tx.send(Ok(Bytes::from_static(b"late"))).await.unwrap();
+    drop(tx);
+    let r = tokio::time::timeout(WAIT, post)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(header(&r, "Lp-Trickle-Seq"), Some("0"));
+    assert_eq!(body(s.get("ch/0").await).await, "late");
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_an_interim_response() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = TestServer::with_channel("ch").await;
+    let addr = s
+        .base
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let mut sock = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    sock.write_all(
+        b"POST /ai/trickle/ch/0 HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut buf = vec![0u8; 256];
+    let n = tokio::time::timeout(WAIT, sock.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .starts_with("HTTP/1.1 100 Continue"),
+        "{:?}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    sock.write_all(b"ok").await.unwrap();
+    let n = tokio::time::timeout(WAIT, sock.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    let reply = String::from_utf8_lossy(&buf[..n]).to_lowercase();
+    assert!(reply.starts_with("http/1.1 200"), "{reply}");
+    assert!(reply.contains("lp-trickle-seq: 0"), "{reply}");
+}
