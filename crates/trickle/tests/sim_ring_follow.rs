@@ -119,12 +119,14 @@ fn a_slow_subscriber_jumps_to_the_live_edge() {
     }
     assert!(sim.follower.stats().jumps > 0, "{:?}", sim.follower.stats());
     assert!(sim.read.windows(2).all(|w| w[0] < w[1]), "{:?}", sim.read);
-    // It never reads anything older than the window it was in when it asked.
+    // It reads only what is in the window when it asks, so it never trails the edge by more
+    // than the window plus the publishes between two of its turns.
     let last = *sim.read.last().unwrap();
     assert!(
-        sim.ring.next_write() - last <= RING_SIZE + 1,
+        sim.ring.next_write() - last <= RING_SIZE + 3,
         "last read {last}"
     );
+    assert!(sim.read.len() >= 20, "it keeps reading: {:?}", sim.read);
     assert!(sim.stopped.is_none());
 }
 
