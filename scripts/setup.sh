@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs, idempotently, the system packages lpgw builds against (Debian/Ubuntu, via apt):
-# FFmpeg's libraries and headers for the media crate, clang for their bindings, pkg-config.
+# FFmpeg's libraries and headers for the media crate, clang for their bindings, pkg-config,
+# and Chromium with its WebDriver for the service's browser test.
 set -euo pipefail
 PKGS=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
-      libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev)
+      libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev
+      chromium chromium-driver)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 PY="$(scripts/interop-venv.sh)"
-export LPGW_PYTHON="$PY" LPGW_PY="$PY" LPGW_REQUIRE_INTEROP=1
+export LPGW_PYTHON="$PY" LPGW_PY="$PY" LPGW_REQUIRE_INTEROP=1 LPGW_REQUIRE_BROWSER=1
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
 echo "== cargo clippy"

@@ -27,6 +27,23 @@ enum Command {
     /// Benchmarks (measure, not tests).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
+    /// Run a local orchestrator (and remote-signer emulator) and print its URLs.
+    Devnet(cmd::devnet::DevnetArgs),
+    /// Ask orchestrators about themselves (GetOrchestrator).
+    OrchInfo(cmd::orch::OrchInfoArgs),
+    /// List orchestrators from the token, --orch, a discovery URL or the signer.
+    Discover(cmd::orch::DiscoverArgs),
+    /// Lists live runners (price in wei and USD, capacity, mode).
+    Runners(cmd::runners::RunnersArgs),
+    /// Start a live video-to-video job and keep it alive until Ctrl-C.
+    Start(cmd::orch::StartArgs),
+    /// Publish a test pattern or a video file through a live video-to-video job and record
+    /// the processed output as MPEG-TS.
+    Stream(cmd::stream::StreamArgs),
+    /// Run the gateway service: HTTP APIs, WebSocket bridge and the browser app.
+    Serve(cmd::serve::ServeArgs),
+    /// Start a devnet and the gateway service in one process, and print the URL to open.
+    Demo(cmd::demo::DemoArgs),
 }
 
 fn init_tracing() {
@@ -48,6 +65,14 @@ fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Trickle(c) => cmd::trickle::run(c).await,
             Command::Bench(c) => cmd::bench::run(c).await,
+            Command::Devnet(a) => cmd::devnet::run(a).await,
+            Command::OrchInfo(a) => cmd::orch::orch_info(a).await,
+            Command::Discover(a) => cmd::orch::discover(a).await,
+            Command::Runners(a) => cmd::runners::run(a).await,
+            Command::Start(a) => cmd::orch::start(a).await,
+            Command::Stream(a) => cmd::stream::run(a).await,
+            Command::Serve(a) => cmd::serve::run(a).await,
+            Command::Demo(a) => cmd::demo::run(a).await,
         }
     })
 }

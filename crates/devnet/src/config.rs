@@ -80,6 +80,9 @@ pub struct DevnetConfig {
     pub faults: Faults,
     /// Seed of the fault dice. Default 42.
     pub seed: u64,
+    /// Live runners, discovery and Scope (spec §1, §2.4). Default: enabled with the
+    /// built-in Scope runners.
+    pub live: crate::LiveConfig,
 }
 
 impl Default for DevnetConfig {
@@ -103,6 +106,7 @@ impl Default for DevnetConfig {
             trickle_idle_timeout: Duration::from_secs(300),
             faults: Faults::default(),
             seed: 42,
+            live: crate::LiveConfig::default(),
         }
     }
 }
@@ -124,6 +128,10 @@ pub struct Faults {
     pub signer_fail_rate: f64,
     /// Status of random signer failures. Default 500.
     pub signer_fail_status: Option<u16>,
+    /// The built-in Scope live runner fails every app call after a paid reservation with
+    /// `409 runner already has an active session` (a runner stuck with a stale session).
+    /// Default `false`.
+    pub live_stale_session: bool,
 }
 
 #[derive(Debug)]
@@ -165,6 +173,11 @@ impl FaultControl {
     /// Current fault knobs.
     pub fn get(&self) -> Faults {
         self.lock().faults.clone()
+    }
+
+    /// Turns the stale-session fault of the built-in Scope runner on or off.
+    pub fn set_live_stale_session(&self, on: bool) {
+        self.lock().faults.live_stale_session = on;
     }
 
     /// Sets the added latency.

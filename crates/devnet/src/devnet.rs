@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{DevnetConfig, FaultControl};
 use crate::error::DevnetError;
 use crate::keys::{Keys, checksum_address, parse_hex};
+use crate::orch::live::{self, Live};
 use crate::orch::{self, Orch};
 use crate::serve;
 use crate::signer::{self, Signer};
@@ -76,6 +77,7 @@ impl Devnet {
             })?
             .port();
         let runner_base = format!("http://127.0.0.1:{internal_port}/ai/trickle");
+        let live_runner_base = format!("http://127.0.0.1:{internal_port}");
 
         // go-livepeer sweeps every minute for a 5-minute idle timeout; shorter timeouts
         // (tests) sweep proportionally more often.
@@ -91,6 +93,11 @@ impl Devnet {
         rand::rng().fill_bytes(&mut secret);
         let keys = Keys::new(secret);
         let faults = FaultControl::new(cfg.faults.clone(), cfg.price, cfg.seed);
+        // A live-runner-only orchestrator has no AI-worker LV2V capacity.
+        let mut cfg = cfg;
+        if cfg.live.live_only {
+            cfg.capacity = 0;
+        }
         let orch = Arc::new(Orch::new(
             &cfg,
             keys.clone(),
@@ -102,17 +109,21 @@ impl Devnet {
             tracker.clone(),
         ));
         let sweeper = trickle.start_sweeper();
+        let live = Live::new(orch.clone(), cfg.live.clone(), live_runner_base.clone());
+        live::start(&live).await?;
 
         serve::spawn(
             listener,
-            orch::router(orch.clone()),
+            orch::router(orch.clone()).merge(live::public_router(live.clone())),
             tls.as_ref().map(|t| t.acceptor.clone()),
             shutdown.clone(),
             &tracker,
         );
         serve::spawn(
             internal,
-            Router::new().nest("/ai/trickle", trickle.router()),
+            Router::new()
+                .nest("/ai/trickle", trickle.router())
+                .merge(live::internal_router(live.clone())),
             None,
             shutdown.clone(),
             &tracker,
@@ -135,7 +146,10 @@ impl Devnet {
                     .iter()
                     .map(|u| (u.clone(), cfg.models.clone())),
             );
-            let s = Arc::new(Signer::new(keys.clone(), faults.clone(), discovery));
+            let source_live = live.clone();
+            let source = signer::RunnerSource(Arc::new(move || source_live.discovery_runners()));
+            let s =
+                Arc::new(Signer::new(keys.clone(), faults.clone(), discovery).with_runners(source));
             serve::spawn(l, signer::router(s), None, shutdown.clone(), &tracker);
             Some(format!(
                 "http://{}",
@@ -152,6 +166,8 @@ impl Devnet {
             signer_address: checksum_address(&keys.address("signer")),
             faults,
             orch,
+            live,
+            live_runner_base,
             trickle,
             sweeper,
             shutdown,
@@ -171,6 +187,8 @@ pub struct DevnetHandle {
     signer_address: String,
     faults: FaultControl,
     orch: Arc<Orch>,
+    live: Arc<Live>,
+    live_runner_base: String,
     trickle: TrickleServer,
     sweeper: tokio::task::JoinHandle<()>,
     shutdown: CancellationToken,
@@ -224,6 +242,46 @@ impl DevnetHandle {
     /// Whether a trickle channel exists (e.g. `"<manifest>-out"`).
     pub fn has_channel(&self, name: &str) -> bool {
         self.trickle.has_channel(name)
+    }
+
+    /// The runner-facing base URL (go-livepeer `-liveRunnerAddr`): plain HTTP on loopback,
+    /// serving `/runners/...`, `/runner/...` and `/ai/trickle/`. Runners may also use the
+    /// public [`orchestrator_url`](Self::orchestrator_url).
+    pub fn runner_url(&self) -> &str {
+        &self.live_runner_base
+    }
+
+    /// The bootstrap secret runners register with (`Authorization` of the first heartbeat).
+    pub fn orch_secret(&self) -> Option<&str> {
+        self.live.cfg.orch_secret.as_deref()
+    }
+
+    /// The route (`/apps/{route}/...`) of the built-in persistent Scope runner, if any.
+    pub fn scope_runner(&self) -> Option<String> {
+        self.live.scope_route.lock().ok().and_then(|r| r.clone())
+    }
+
+    /// Active sessions of a live runner, oldest first (empty for an unknown runner).
+    pub fn live_sessions(&self, route: &str) -> Vec<String> {
+        self.live.sessions_of(route)
+    }
+
+    /// Removes a live runner at once, as heartbeat expiry or a failed health check would:
+    /// its sessions are released and their channels closed. Returns whether it existed.
+    pub fn remove_live_runner(&self, route: &str) -> bool {
+        self.live.remove_runner(route)
+    }
+
+    /// Releases one live-runner session as a runner-side stop would. Returns whether it
+    /// existed.
+    pub fn release_live_session(&self, route: &str, session_id: &str) -> bool {
+        self.live.release(route, session_id)
+    }
+
+    /// Sets a live runner's capacity (0 makes it full; a dynamic runner's next heartbeat
+    /// sets its own again). Returns whether the runner exists.
+    pub fn set_live_runner_capacity(&self, route: &str, capacity: u32) -> bool {
+        self.live.reg().set_capacity(route, capacity)
     }
 
     /// Stops accepting, ends every session (deleting its channels), and waits up to a few

@@ -8,8 +8,20 @@
 //!   `POST /refresh-payment`, and the trickle server under `/ai/trickle/`;
 //! - a **remote signer** with the real signer's HTTP API (`/sign-orchestrator-info`,
 //!   `/generate-live-payment`, `/discover-orchestrators`);
-//! - a **built-in LV2V runner** per session that passes input segments through to the
-//!   output channel, follows the control channel and publishes status events;
+//! - the **live-runner flow** (`-useLiveRunners`): dynamic registration by heartbeat with
+//!   the o2r channel, static runners with health checks, `GET /discovery`, session
+//!   reservation with the 402 payment challenge, session payments and the meter, stops, the
+//!   runner callbacks (channels, proxies, stop) and the app proxy (persistent, single-shot,
+//!   generated proxy URLs; streaming, SSE and WebSocket), on the public port and on a
+//!   loopback runner-facing port ([`DevnetHandle::runner_url`]);
+//! - **Scope out of the box**: a built-in persistent `live-video-to-video/scope` live runner
+//!   and the serverless `POST /scope`, both speaking the Scope control protocol and running
+//!   the video effect ([`LiveConfig`], [`ScopeRunnerConfig`]);
+//! - a **built-in LV2V runner** per session that decodes the input channel, applies a visible
+//!   effect driven by the `prompt` and `strength` parameters, re-encodes and publishes the
+//!   output channel (models `noop`, `relay` and `passthrough` copy segments through
+//!   unchanged), follows the control channel and publishes status events with fps and frame
+//!   counts;
 //! - seeded **fault knobs**: capacity, latency, refusals, price, garbage gRPC, signer answers.
 //!
 //! Payments are emulated without a chain: tickets are opaque, authenticated with a per-devnet
@@ -34,6 +46,7 @@ mod ledger;
 mod orch;
 mod respond;
 mod runner;
+mod runner_effect;
 mod serve;
 mod signer;
 mod tickets;
@@ -41,3 +54,4 @@ mod tickets;
 pub use config::{DevnetConfig, FaultControl, Faults, PriceConfig};
 pub use devnet::{Devnet, DevnetHandle};
 pub use error::DevnetError;
+pub use orch::live::config::{LiveConfig, ScopeRunnerConfig, StaticRunnerConfig, UsdPriceConfig};

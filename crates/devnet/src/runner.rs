@@ -1,5 +1,7 @@
-//! The built-in LV2V runner: reads the input channel and writes each segment to the output
-//! channel (passthrough), follows the control channel, and publishes status events.
+//! The built-in LV2V runner: follows the control channel, publishes status events, and either
+//! applies a visible prompt-driven video effect ([`crate::runner_effect`]) or, for the
+//! passthrough models ([`PASSTHROUGH_MODELS`]), copies each input segment to the output channel
+//! unchanged (what benchmarks of the gateway's own cost need).
 //!
 //! It talks to the orchestrator's trickle server over loopback HTTP, as an ai-runner
 //! container would (go-livepeer `-liveAITrickleHostForRunner`).
@@ -16,6 +18,16 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::runner_effect::{EffectParams, SharedParams};
+
+/// Models whose runner copies segments through untouched instead of decoding them.
+pub(crate) const PASSTHROUGH_MODELS: [&str; 3] = ["noop", "relay", "passthrough"];
+
+/// Whether `model` runs as a passthrough.
+pub(crate) fn is_passthrough(model: &str) -> bool {
+    PASSTHROUGH_MODELS.contains(&model)
+}
+
 /// Where and what a runner runs.
 #[derive(Debug, Clone)]
 pub(crate) struct RunnerSpec {
@@ -28,7 +40,7 @@ pub(crate) struct RunnerSpec {
     pub(crate) status_interval: Duration,
 }
 
-fn unix_secs() -> f64 {
+pub(crate) fn unix_secs() -> f64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
@@ -36,17 +48,23 @@ fn unix_secs() -> f64 {
 
 /// What the status events report.
 #[derive(Debug)]
-struct Status {
+pub(crate) struct Status {
     pipeline: String,
     start_time: f64,
-    state: &'static str,
-    last_state_update_time: f64,
-    last_input_time: Option<f64>,
-    last_output_time: Option<f64>,
+    pub(crate) state: &'static str,
+    pub(crate) last_state_update_time: f64,
+    pub(crate) last_input_time: Option<f64>,
+    pub(crate) last_output_time: Option<f64>,
     last_params_update_time: Option<f64>,
     last_params: Option<Value>,
-    segments_in: u64,
-    segments_out: u64,
+    pub(crate) segments_in: u64,
+    pub(crate) segments_out: u64,
+    /// Frames decoded from the input (effect mode only).
+    pub(crate) frames_in: u64,
+    /// Frames encoded to the output (effect mode only).
+    pub(crate) frames_out: u64,
+    /// Frame counts and time at the previous event, for the fps figures.
+    prev: Option<(f64, u64, u64)>,
 }
 
 impl Status {
@@ -63,10 +81,28 @@ impl Status {
             last_params: params,
             segments_in: 0,
             segments_out: 0,
+            frames_in: 0,
+            frames_out: 0,
+            prev: None,
         }
     }
 
-    fn to_event(&self) -> Value {
+    /// Input and output frame rates since the previous event.
+    fn rates(&mut self, now: f64) -> (f64, f64) {
+        let (fi, fo) = (self.frames_in, self.frames_out);
+        let rates = match self.prev {
+            Some((t, pi, po)) if now > t => (
+                fi.saturating_sub(pi) as f64 / (now - t),
+                fo.saturating_sub(po) as f64 / (now - t),
+            ),
+            _ => (0.0, 0.0),
+        };
+        self.prev = Some((now, fi, fo));
+        rates
+    }
+
+    fn next_event(&mut self) -> Value {
+        let (fps_in, fps_out) = self.rates(unix_secs());
         let hash = self
             .last_params
             .as_ref()
@@ -77,10 +113,10 @@ impl Status {
             "start_time": self.start_time,
             "state": self.state,
             "last_state_update_time": self.last_state_update_time,
-            "input_status": { "last_input_time": self.last_input_time, "fps": 0.0 },
+            "input_status": { "last_input_time": self.last_input_time, "fps": fps_in },
             "inference_status": {
                 "last_output_time": self.last_output_time,
-                "fps": 0.0,
+                "fps": fps_out,
                 "last_params_update_time": self.last_params_update_time,
                 "last_params": self.last_params,
                 "last_params_hash": hash,
@@ -92,14 +128,16 @@ impl Status {
             },
             "segments_in": self.segments_in,
             "segments_out": self.segments_out,
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
             "timestamp": (unix_secs() * 1000.0) as u64,
         })
     }
 }
 
-type Shared = Arc<Mutex<Status>>;
+pub(crate) type Shared = Arc<Mutex<Status>>;
 
-fn lock(s: &Shared) -> MutexGuard<'_, Status> {
+pub(crate) fn lock(s: &Shared) -> MutexGuard<'_, Status> {
     // Plain fields set in single statements.
     s.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -111,16 +149,30 @@ pub(crate) async fn run(spec: RunnerSpec, cancel: CancellationToken, on_segment:
         spec.model.clone(),
         spec.params.clone(),
     )));
+    let mut initial = EffectParams::default();
+    if let Some(p) = &spec.params {
+        initial.update(p);
+    }
+    let params: SharedParams = Arc::new(Mutex::new(initial));
     let side = async {
         tokio::join!(
-            control(&spec.control, status.clone()),
+            control(&spec.control, status.clone(), params.clone()),
             events(&spec.events, spec.status_interval, status.clone())
         );
         std::future::pending::<()>().await;
     };
+    let work = async {
+        if is_passthrough(&spec.model) {
+            passthrough(&spec, status.clone(), on_segment).await;
+        } else {
+            let token = cancel.child_token();
+            crate::runner_effect::process(&spec, status.clone(), params.clone(), on_segment, token)
+                .await;
+        }
+    };
     tokio::select! {
         () = cancel.cancelled() => {}
-        () = passthrough(&spec, status.clone(), on_segment) => {}
+        () = work => {}
         () = side => {}
     }
 }
@@ -193,7 +245,7 @@ async fn passthrough(spec: &RunnerSpec, status: Shared, on_segment: mpsc::Sender
     let _ = publ.close().await;
 }
 
-async fn control(url: &str, status: Shared) {
+async fn control(url: &str, status: Shared, params: SharedParams) {
     let cfg = JsonReaderConfig {
         subscriber: SubscriberConfig {
             start: SeqRequest::At(0),
@@ -208,6 +260,10 @@ async fn control(url: &str, status: Shared) {
         if is_keepalive(&msg) {
             continue;
         }
+        params
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(&msg);
         let mut s = lock(&status);
         s.last_params = Some(msg);
         s.last_params_update_time = Some(unix_secs());
@@ -226,7 +282,7 @@ async fn events(url: &str, every: Duration, status: Shared) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let event = lock(&status).to_event();
+        let event = lock(&status).next_event();
         if let Err(e) = writer.send(&event).await {
             tracing::debug!(error = %e, "runner events ended");
             return;

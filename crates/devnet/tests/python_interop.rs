@@ -1,25 +1,45 @@
 //! Interop with the official Python SDK: its `get_orch_info` and `start_lv2v` against a TLS
-//! devnet, offchain and paying through the signer emulator. Runs when `LPGW_PY` names a
-//! Python that has `livepeer_gateway` installed; otherwise each test returns at once.
+//! devnet, offchain and paying through the signer emulator, then its `Events` (ChannelReader)
+//! and `Control` on the job's channels.
+//!
+//! The SDK lives in a venv made by `scripts/interop-venv.sh`, found via `LPGW_PYTHON` or the
+//! default cache path. Without it these tests say so and pass, unless
+//! `LPGW_REQUIRE_INTEROP=1`, in which case a missing venv is a failure.
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::*;
 use lpgw_devnet::{DevnetConfig, DevnetHandle, PriceConfig};
 use serde_json::Value;
 
-fn python() -> Option<String> {
-    std::env::var("LPGW_PY").ok().filter(|p| !p.is_empty())
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("LPGW_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(home.join("lpgw/interop-venv/bin/python"))
+        })
+        .filter(|p| p.exists());
+    if candidate.is_none() {
+        assert!(
+            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "the Python SDK venv is missing: run scripts/interop-venv.sh"
+        );
+        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
+    }
+    candidate
 }
 
 fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lv2v_devnet.py")
 }
 
-async fn run_sdk(py: &str, h: &DevnetHandle, model: &str) -> Value {
+async fn run_sdk(py: &Path, h: &DevnetHandle, model: &str) -> Value {
     let mut cmd = tokio::process::Command::new(py);
     cmd.arg(script())
         .arg("--orch")
@@ -46,10 +66,7 @@ async fn run_sdk(py: &str, h: &DevnetHandle, model: &str) -> Value {
 
 #[tokio::test]
 async fn python_sdk_offchain_get_orch_info_and_start_lv2v() {
-    let Some(py) = python() else {
-        eprintln!("LPGW_PY not set: python interop skipped");
-        return;
-    };
+    let Some(py) = python() else { return };
     let h = devnet(DevnetConfig {
         tls: true,
         ..plain()
@@ -73,10 +90,7 @@ async fn python_sdk_offchain_get_orch_info_and_start_lv2v() {
 
 #[tokio::test]
 async fn python_sdk_paid_start_through_signer() {
-    let Some(py) = python() else {
-        eprintln!("LPGW_PY not set: python interop skipped");
-        return;
-    };
+    let Some(py) = python() else { return };
     let h = devnet(DevnetConfig {
         tls: true,
         price: Some(PriceConfig {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::runner::RunnerPriceCeiling;
 use crate::token::Token;
 
 /// How orchestrator TLS certificates are checked.
@@ -79,6 +80,90 @@ pub struct Settings {
     pub payment_interval: Duration,
     /// Control-channel keepalive period. Default: 10 s.
     pub keepalive_interval: Duration,
+    /// The live-runner flow, Scope and start routing.
+    pub live: LiveSettings,
+}
+
+/// Which start routes a model may take, in order (see [`crate::StartPolicy`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fallback {
+    /// A live-runner model may fall back to serverless `/scope` entries. Default `true`.
+    pub serverless: bool,
+    /// A live-runner model may fall back to the legacy `/live-video-to-video` path.
+    /// Default `true`.
+    pub legacy: bool,
+    /// A legacy model may fall back to a live runner offering
+    /// `live-video-to-video/<model>`. Default `true`.
+    pub live_runner_for_legacy: bool,
+}
+
+impl Default for Fallback {
+    fn default() -> Self {
+        Self {
+            serverless: true,
+            legacy: true,
+            live_runner_for_legacy: true,
+        }
+    }
+}
+
+impl Fallback {
+    /// No fallback at all: each model takes its own route only.
+    pub fn none() -> Self {
+        Self {
+            serverless: false,
+            legacy: false,
+            live_runner_for_legacy: false,
+        }
+    }
+}
+
+/// Settings of the live-runner flow (spec §1), Scope and start routing.
+#[derive(Debug, Clone)]
+pub struct LiveSettings {
+    /// Models started through live runners (app `live-video-to-video/<model>`).
+    /// Default `["scope"]`.
+    pub models: Vec<String>,
+    /// Fallback between routes. Default: all enabled.
+    pub fallback: Fallback,
+    /// Only runners on these GPUs (by name); empty means any. Default empty.
+    pub gpus: Vec<String>,
+    /// The most the gateway pays a runner. Default: see [`RunnerPriceCeiling`].
+    pub ceiling: RunnerPriceCeiling,
+    /// Period of the payment loop of metered sessions. Default 3 s (the reference SDK; the
+    /// orchestrator meters every 5 s).
+    pub payment_interval: Duration,
+    /// How many fresh payment challenges one reservation may answer. Default 3.
+    pub challenge_retries: u32,
+    /// How long a runner whose paid session failed its app call is skipped. Default 5 min.
+    pub cooldown: Duration,
+    /// Timeout of each reservation, app and payment call. Default 10 s.
+    pub call_timeout: Duration,
+    /// How long to wait for Scope's `stream_started` after `start_stream`. Default 10 s.
+    pub stream_start_timeout: Duration,
+    /// Attempts to stop a session at the orchestrator before giving up (logged). Default 4.
+    pub stop_attempts: u32,
+    /// Runner entries read from one discovery answer (before filtering); the rest are
+    /// ignored with one rejection. Default 256.
+    pub max_runners: usize,
+}
+
+impl Default for LiveSettings {
+    fn default() -> Self {
+        Self {
+            models: vec!["scope".into()],
+            fallback: Fallback::default(),
+            gpus: Vec::new(),
+            ceiling: RunnerPriceCeiling::default(),
+            payment_interval: Duration::from_secs(3),
+            challenge_retries: 3,
+            cooldown: Duration::from_secs(300),
+            call_timeout: Duration::from_secs(10),
+            stream_start_timeout: Duration::from_secs(10),
+            stop_attempts: 4,
+            max_runners: 256,
+        }
+    }
 }
 
 /// Header values can be credentials (`Authorization`): print names only.
@@ -109,6 +194,7 @@ impl std::fmt::Debug for Settings {
             .field("max_refreshes", &self.max_refreshes)
             .field("payment_interval", &self.payment_interval)
             .field("keepalive_interval", &self.keepalive_interval)
+            .field("live", &self.live)
             .finish()
     }
 }
@@ -132,6 +218,7 @@ impl Default for Settings {
             max_refreshes: 3,
             payment_interval: Duration::from_secs(5),
             keepalive_interval: Duration::from_secs(10),
+            live: LiveSettings::default(),
         }
     }
 }

@@ -86,6 +86,45 @@ pub enum RejectReason {
     /// The remote signer failed.
     #[error("remote signer: {0}")]
     Signer(String),
+    /// A live runner's price is above the configured ceiling (the text names both prices);
+    /// it was never paid.
+    #[error("{0}")]
+    OverRunnerCeiling(String),
+    /// The live runner has no free session (`503 no capacity available for runner`).
+    #[error("no capacity available for runner")]
+    RunnerFull,
+    /// The orchestrator refused the reservation or call.
+    #[error("runner refused ({status}): {body}")]
+    RunnerRefused {
+        /// HTTP status.
+        status: u16,
+        /// Error text from the orchestrator.
+        body: String,
+    },
+    /// The runner is on cool-down after a paid session whose app call failed.
+    #[error("on cool-down after a failed paid session ({0} s left)")]
+    CoolingDown(u64),
+    /// A reserved (and possibly paid) session's app call failed; the session was stopped.
+    #[error("app call failed ({status}): {body}")]
+    AppCallFailed {
+        /// HTTP status (0 when no answer arrived).
+        status: u16,
+        /// Error text.
+        body: String,
+    },
+    /// The runner asked for payment (402) but no remote signer is configured.
+    #[error("payment required but no remote signer is configured")]
+    PaymentRequired,
+    /// The payment challenge could not be settled (the signer kept asking for fresh
+    /// parameters); the number of challenges received.
+    #[error("payment challenge not settled after {0} challenges")]
+    ChallengeRetries(u32),
+    /// The Scope stream did not start (error event, timeout or broken channels).
+    #[error("scope stream did not start: {0}")]
+    ScopeStart(String),
+    /// Nothing offered the app, or this route is not available.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 /// Errors of the gateway SDK.
@@ -135,12 +174,49 @@ pub enum Error {
     /// The job has ended; its channels are gone.
     #[error("job closed")]
     JobClosed,
+    /// Reading a runner's answer failed.
+    #[error("runner: {reason}")]
+    Runner {
+        /// What went wrong.
+        reason: String,
+    },
+    /// Every live runner candidate failed or was skipped.
+    #[error("{}", all_runners_failed(.rejections))]
+    NoRunnerAvailable {
+        /// One entry per runner tried or skipped, in order.
+        rejections: Vec<Rejection>,
+    },
+    /// Every start route (live runner, serverless, legacy) failed for a model.
+    #[error("could not start {model}{}", list(.rejections))]
+    StartFailed {
+        /// The model asked for.
+        model: String,
+        /// Every attempt's rejection, in order, across routes.
+        rejections: Vec<Rejection>,
+    },
 }
 
 impl std::error::Error for Rejection {}
 
 fn all_failed(rejections: &[Rejection]) -> String {
-    let mut s = format!("all orchestrators failed ({} tried)", rejections.len());
+    format!(
+        "all orchestrators failed ({} tried){}",
+        rejections.len(),
+        list(rejections)
+    )
+}
+
+fn all_runners_failed(rejections: &[Rejection]) -> String {
+    format!(
+        "all runners failed ({} tried){}",
+        rejections.len(),
+        list(rejections)
+    )
+}
+
+/// `": a: why; b: why"`, or empty.
+fn list(rejections: &[Rejection]) -> String {
+    let mut s = String::new();
     for (i, r) in rejections.iter().enumerate() {
         s.push_str(if i == 0 { ": " } else { "; " });
         s.push_str(&r.to_string());
@@ -158,8 +234,13 @@ impl Error {
             | Self::Config(_)
             | Self::Tls(_)
             | Self::JobClosed => false,
-            Self::Discovery { .. } | Self::NoOrchestrators | Self::Signer { .. } => true,
-            Self::NoOrchestratorAvailable { rejections } => {
+            Self::Discovery { .. }
+            | Self::NoOrchestrators
+            | Self::Signer { .. }
+            | Self::Runner { .. } => true,
+            Self::NoOrchestratorAvailable { rejections }
+            | Self::NoRunnerAvailable { rejections }
+            | Self::StartFailed { rejections, .. } => {
                 rejections.iter().any(|r| r.reason.is_retryable())
             }
             Self::Orchestrator(r) => r.reason.is_retryable(),
@@ -169,7 +250,9 @@ impl Error {
     /// The per-orchestrator rejections this error carries (empty for most variants).
     pub fn rejections(&self) -> &[Rejection] {
         match self {
-            Self::NoOrchestratorAvailable { rejections } => rejections,
+            Self::NoOrchestratorAvailable { rejections }
+            | Self::NoRunnerAvailable { rejections }
+            | Self::StartFailed { rejections, .. } => rejections,
             Self::Orchestrator(r) => std::slice::from_ref(r),
             _ => &[],
         }
@@ -181,7 +264,11 @@ impl RejectReason {
     pub fn is_retryable(&self) -> bool {
         !matches!(
             self,
-            Self::InvalidUrl(_) | Self::OverPriceCeiling { .. } | Self::SignerPriceExceeded(_)
+            Self::InvalidUrl(_)
+                | Self::OverPriceCeiling { .. }
+                | Self::SignerPriceExceeded(_)
+                | Self::OverRunnerCeiling(_)
+                | Self::PaymentRequired
         )
     }
 }

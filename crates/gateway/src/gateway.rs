@@ -25,6 +25,8 @@ pub(crate) struct Inner {
     pub(crate) clients: Clients,
     pub(crate) signer: Option<Arc<Signer>>,
     rpc: RpcConfig,
+    /// Runners on cool-down after a failed paid session (see `LiveSettings::cooldown`).
+    pub(crate) cooldowns: std::sync::Mutex<crate::runner::Cooldowns>,
 }
 
 impl Inner {
@@ -102,6 +104,7 @@ impl Gateway {
             pins: pins.clone(),
             connect_timeout: settings.connect_timeout,
             call_timeout: settings.probe_timeout,
+            pool: Default::default(),
         };
         let clients = Clients::new(settings.tls, pins);
         Ok(Self {
@@ -110,6 +113,7 @@ impl Gateway {
                 clients,
                 signer,
                 rpc,
+                cooldowns: std::sync::Mutex::default(),
             }),
         })
     }
@@ -167,11 +171,20 @@ impl Gateway {
         let (tx, rx) = mpsc::channel(urls.len().max(1));
         let inner = self.inner.clone();
         let driver = tokio::spawn(async move {
-            let caps = caps.as_ref();
-            let mut probes = futures::stream::iter(urls)
-                .map(|u| inner.probe(u, caps))
-                .buffer_unordered(n);
-            while let Some(p) = probes.next().await {
+            // One task per probe, so handshakes run on every worker thread rather than one;
+            // the fair semaphore starts them in list order. Dropping the set aborts them.
+            let permits = Arc::new(tokio::sync::Semaphore::new(n));
+            let caps = caps.map(Arc::new);
+            let mut probes = tokio::task::JoinSet::new();
+            for url in urls {
+                let (inner, caps, permits) = (inner.clone(), caps.clone(), permits.clone());
+                probes.spawn(async move {
+                    let _permit = permits.acquire_owned().await;
+                    inner.probe(url, caps.as_deref()).await
+                });
+            }
+            while let Some(done) = probes.join_next().await {
+                let Ok(p) = done else { continue };
                 if tx.send(p).await.is_err() {
                     return;
                 }

@@ -12,14 +12,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use lpgw_proto::OrchestratorInfo;
 use lpgw_trickle::TrickleError;
-use lpgw_trickle::client::{Publisher, PublisherConfig, Subscriber, SubscriberConfig};
+use lpgw_trickle::client::{HttpClient, Publisher, PublisherConfig, Subscriber, SubscriberConfig};
 use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tokio_util::task::TaskTracker;
 use tracing::{Instrument as _, debug, debug_span, warn};
 
-use crate::config::TlsMode;
 use crate::discovery::parse_http_url;
 use crate::error::Error;
 use crate::gateway::Inner;
@@ -129,9 +128,16 @@ impl Lv2vJob {
             reason: Arc::default(),
         };
         let tracker = TaskTracker::new();
-        // go-livepeer's gateway skips verification on trickle (starter.go:641-642); the
-        // orchestrator's certificate was already pinned or checked by GetOrchestrator.
-        let insecure = inner.settings.tls != TlsMode::SystemRoots;
+        // Channels use the gateway's TLS policy: with trust on first use, the certificate
+        // GetOrchestrator pinned for the host must be the one the channels present.
+        let channel_client = |url: &str| -> Option<HttpClient> {
+            let parsed = parse_http_url(url).ok()?;
+            inner
+                .clients
+                .trickle_for(&parsed)
+                .inspect_err(|e| warn!(error = %e, "no trickle client for the job's channels"))
+                .ok()
+        };
         let span = debug_span!("lv2v_job", manifest = %urls.manifest_id);
         let payments = Arc::new(Mutex::new(
             session.as_ref().map(|s| s.stats()).unwrap_or_default(),
@@ -141,7 +147,7 @@ impl Lv2vJob {
         tracker.spawn(
             control_task(
                 urls.control_url.clone(),
-                insecure,
+                channel_client(&urls.control_url),
                 inner.settings.keepalive_interval,
                 control_rx,
                 ender.clone(),
@@ -156,7 +162,7 @@ impl Lv2vJob {
         match &urls.events_url {
             Some(url) => {
                 tracker.spawn(
-                    events_task(url.clone(), insecure, events_tx, token.clone())
+                    events_task(url.clone(), channel_client(url), events_tx, token.clone())
                         .instrument(span.clone()),
                 );
             }
@@ -166,7 +172,7 @@ impl Lv2vJob {
             tracker.spawn(
                 payment_task(
                     urls.subscribe_url.clone(),
-                    insecure,
+                    channel_client(&urls.subscribe_url),
                     session,
                     payments.clone(),
                     ender.clone(),
@@ -270,14 +276,14 @@ impl Lv2vJob {
 /// channel when the job ends. A missing channel means the orchestrator dropped the job.
 async fn control_task(
     url: String,
-    insecure_tls: bool,
+    http: Option<HttpClient>,
     keepalive: Duration,
     mut rx: mpsc::Receiver<Bytes>,
     ender: Ender,
 ) {
     let token = ender.token.clone();
     let config = PublisherConfig {
-        insecure_tls,
+        http,
         ..PublisherConfig::default()
     };
     let mut publisher = match Publisher::new(&url, "application/json", config) {
@@ -344,12 +350,12 @@ async fn cleanup_task(inner: Arc<Inner>, publish_url: String, token: Cancellatio
 /// Reads events from the live edge and hands them to the application.
 async fn events_task(
     url: String,
-    insecure_tls: bool,
+    http: Option<HttpClient>,
     tx: mpsc::Sender<Value>,
     token: CancellationToken,
 ) {
     let config = SubscriberConfig {
-        insecure_tls,
+        http,
         ..SubscriberConfig::default()
     };
     let mut sub = match Subscriber::new(&url, config) {
@@ -400,14 +406,14 @@ async fn events_task(
 /// must stop; a stop the orchestrator or signer forces ends the job.
 async fn payment_task(
     subscribe_url: String,
-    insecure_tls: bool,
+    http: Option<HttpClient>,
     mut session: PaymentSession,
     stats: Arc<Mutex<PaymentStats>>,
     ender: Ender,
 ) {
     let token = ender.token.clone();
     let config = SubscriberConfig {
-        insecure_tls,
+        http,
         ..SubscriberConfig::default()
     };
     let mut sub = match Subscriber::new(&subscribe_url, config) {
@@ -443,7 +449,9 @@ async fn payment_task(
             warn!(?reason, "payments over; stopping the job");
             match reason {
                 StopReason::PriceExceeded => ender.end(EndReason::PriceExceeded),
-                StopReason::SessionGone => ender.end(EndReason::SessionGone),
+                StopReason::SessionGone | StopReason::Refused => {
+                    ender.end(EndReason::SessionGone);
+                }
                 StopReason::InitialFailed(_) => {}
             }
             return;

@@ -12,6 +12,21 @@
 //! - [`Gateway::start_lv2v`]: pay, `POST /live-video-to-video`, fall through to the next
 //!   candidate, and return an [`Lv2vJob`] that keeps paying, keeps control alive and streams
 //!   events until closed.
+//! - [`Gateway::discover_runners`]: live runners from each orchestrator's `/discovery`, a
+//!   discovery URL or the signer, filtered by app and GPU, hostile answers tolerated, best
+//!   candidates first ([`order_candidates`]: free capacity, then price, then latency);
+//! - [`RunnerPriceCeiling`]: the most a runner is paid (default 5 USD per hour); runners
+//!   above it become rejections naming both prices, and the signer's `maxPrice` is the
+//!   discovery price plus 1.2 %, never above the ceiling;
+//! - [`Gateway::reserve_session`] / [`Gateway::call_runner`]: the 402 challenge answered
+//!   through the signer, a payment loop for metered sessions, and a [`RunnerSession`] that
+//!   always stops at the orchestrator when closed;
+//! - [`Gateway::start`]: one entry point for every model, routed by [`StartPolicy`]
+//!   (live runner → serverless `/scope` → legacy, and legacy → live runner), returning a
+//!   [`StartedJob`]; Scope jobs ([`ScopeJob`]) come back with their stream started and their
+//!   `in`/`out` channel URLs in [`ScopeJob::media`]. Every failed attempt is a [`Rejection`].
+//!   A runner that takes a payment and delivers nothing is stopped at once and put on
+//!   cool-down, never paid in a loop.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), lpgw_gateway::Error> {
@@ -43,11 +58,14 @@ mod job;
 mod lv2v;
 mod orchestrator;
 mod payment;
+mod route;
+mod runner;
+mod scope;
 mod signer;
 mod tls;
 mod token;
 
-pub use config::{MaxPrice, Settings, TlsMode};
+pub use config::{Fallback, LiveSettings, MaxPrice, Settings, TlsMode};
 pub use discovery::{DiscoverySource, LV2V_CAPABILITY, discover_orchestrators, lv2v_cap};
 pub use error::{Error, RejectReason, Rejection};
 pub use gateway::{Candidates, Gateway};
@@ -55,6 +73,13 @@ pub use job::{EndReason, JobUrls, Lv2vJob};
 pub use lv2v::StartRequest;
 pub use orchestrator::{ModelCapacity, OrchestratorSummary, Price, lv2v_capabilities};
 pub use payment::PaymentStats;
+pub use route::{Route, StartPolicy, StartedJob};
+pub use runner::{
+    FundingEnd, PIXELS_PER_SECOND_720P30, PriceUnit, RunnerDiscovery, RunnerFilter, RunnerMode,
+    RunnerOffer, RunnerPrice, RunnerPriceCeiling, RunnerReply, RunnerRequest, RunnerSession,
+    order_candidates,
+};
+pub use scope::{MediaChannels, ScopeChannel, ScopeJob, ScopeUrls};
 pub use signer::{ORCHESTRATOR_URL_HEADER, SignerMaterial};
 pub use token::{Token, TokenError};
 

@@ -39,7 +39,7 @@ impl StartRequest {
         }
     }
 
-    fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         let mut body = json!({ "model_id": self.model_id });
         if let Some(p) = &self.params {
             body["params"] = p.clone();

@@ -107,8 +107,12 @@ pub(crate) struct PaymentRequest<'a> {
     pub(crate) capabilities: Option<&'a [u8]>,
     /// Manifest (session) ID, once known.
     pub(crate) manifest_id: Option<&'a str>,
-    /// Payment type (`lv2v`).
+    /// Payment type (`lv2v`, `live`, `fixed`).
     pub(crate) kind: &'a str,
+    /// The live-runner app, if any (signer `app` field).
+    pub(crate) app: Option<&'a str>,
+    /// `maxPrice`: `{price, currency: "wei", unit}`.
+    pub(crate) max_price: Option<Value>,
     /// Opaque state of the previous call, unchanged.
     pub(crate) state: Option<&'a Value>,
 }
@@ -122,6 +126,12 @@ impl PaymentRequest<'_> {
         }
         if let Some(m) = self.manifest_id {
             body["ManifestID"] = m.into();
+        }
+        if let Some(a) = self.app {
+            body["app"] = a.into();
+        }
+        if let Some(m) = &self.max_price {
+            body["maxPrice"] = m.clone();
         }
         if let Some(s) = self.state {
             body["state"] = s.clone();
@@ -178,6 +188,13 @@ impl Signer {
             req = req.header(k, v);
         }
         req
+    }
+
+    /// The payer address as `0x` hex, for `Livepeer-Payer-Address`.
+    pub(crate) async fn payer_address(&self) -> Result<String, Error> {
+        let m = self.material().await?;
+        let hex: String = m.address.iter().map(|b| format!("{b:02x}")).collect();
+        Ok(format!("0x{hex}"))
     }
 
     /// The signed payer identity; fetched on first use and cached (failures are not cached).
@@ -303,6 +320,8 @@ mod tests {
             capabilities: None,
             manifest_id: Some("abcd1234"),
             kind: "lv2v",
+            app: None,
+            max_price: None,
             state: Some(&state),
         };
         let body = req.to_json();

@@ -28,7 +28,7 @@ pub(crate) struct PinStore {
 
 impl PinStore {
     /// Checks `cert` against the pin for `target`, pinning it if there is none yet.
-    fn check_or_pin(&self, target: &str, cert: &CertificateDer<'_>) -> bool {
+    pub(crate) fn check_or_pin(&self, target: &str, cert: &CertificateDer<'_>) -> bool {
         // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
         let mut pins = self.pins.lock().unwrap_or_else(|p| p.into_inner());
         match pins.get(target) {

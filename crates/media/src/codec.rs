@@ -348,6 +348,33 @@ impl VideoDecoder {
         Ok(Self { dec, id })
     }
 
+    /// A decoder set up from a demuxed stream's codec parameters (extradata, size), for
+    /// containers that carry them out of band.
+    pub(crate) fn with_parameters(
+        id: Id,
+        params: ffmpeg_next::codec::Parameters,
+    ) -> Result<Self, MediaError> {
+        init();
+        let mut ctx = codec::Context::from_parameters(params)
+            .map_err(MediaError::ff("video decoder parameters"))?;
+        ctx.set_threading(threading::Config {
+            kind: threading::Type::Slice,
+            count: 0,
+            ..Default::default()
+        });
+        let mut dec = ctx.decoder();
+        dec.set_packet_time_base(time_base());
+        let dec = dec.video().map_err(MediaError::ff("open video decoder"))?;
+        Ok(Self { dec, id })
+    }
+
+    /// Sends one demuxed packet whose timestamps are already in 90 kHz ticks.
+    pub(crate) fn send_packet(&mut self, pkt: &Packet) -> Result<(), MediaError> {
+        self.dec
+            .send_packet(pkt)
+            .map_err(MediaError::ff("decode video"))
+    }
+
     /// Sends one access unit; errors mean the data was rejected (corrupt or unsupported).
     pub(crate) fn send(&mut self, data: &[u8], pts: Option<i64>) -> Result<(), MediaError> {
         let mut pkt = Packet::copy(data);

@@ -25,7 +25,14 @@
 //! behind, [`LagPolicy`] skips to the newest segment or fails. Damage costs the frames up to
 //! the next keyframe, not the stream.
 //!
-//! # Wiring to trickle (done elsewhere)
+//! # Sources
+//!
+//! [`test_pattern`] makes pictures that carry their frame index (read back with
+//! [`read_test_pattern_index`], through lossy coding and the devnet effect), for tests, the
+//! CLI's `testsrc` and benchmarks; [`FileSource`] decodes a video file with FFmpeg into yuv420p
+//! frames with 90 kHz timestamps (blocking, for a thread of its own).
+//!
+//! # Wiring to trickle (the `lpgw-bridge` crate)
 //!
 //! Publishing: on `SegmentEvent::Start` open the next trickle segment POST, forward each
 //! `Data` chunk into it, and finish the POST on `End`. Subscribing: for each trickle segment
@@ -54,6 +61,7 @@ mod output;
 mod publish;
 mod queue;
 pub mod segmenter;
+mod source;
 mod stats;
 mod ts;
 
@@ -64,4 +72,5 @@ pub use error::MediaError;
 pub use frame::{CLOCK_HZ, DecodedFrame, InputFrame, InputImage, Yuv420Frame};
 pub use output::{LagPolicy, Output, OutputConfig, OutputFormat, SegmentInput};
 pub use publish::{Publisher, PublisherConfig, SegmentEvent};
+pub use source::{FileSource, read_test_pattern_index, test_pattern};
 pub use stats::{OutputStats, PublishStats};

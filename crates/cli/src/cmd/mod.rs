@@ -1,7 +1,15 @@
 //! One module per subcommand family.
 
 pub(crate) mod bench;
+pub(crate) mod bench_media;
+pub(crate) mod bench_start;
 pub(crate) mod bench_trickle;
+pub(crate) mod demo;
+pub(crate) mod devnet;
+pub(crate) mod orch;
+pub(crate) mod runners;
+pub(crate) mod serve;
+pub(crate) mod stream;
 pub(crate) mod trickle;
 
 use tokio_util::sync::CancellationToken;

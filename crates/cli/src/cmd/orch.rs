@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lpgw_gateway::{
-    Error, Gateway, Lv2vJob, MaxPrice, OrchestratorSummary, Settings, StartRequest, TlsMode,
-    Token, lv2v_cap, lv2v_capabilities,
+    Error, Gateway, Lv2vJob, MaxPrice, OrchestratorSummary, Settings, StartRequest, TlsMode, Token,
+    lv2v_cap, lv2v_capabilities,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
@@ -155,9 +155,14 @@ fn millis(d: Duration) -> u64 {
 
 pub(crate) async fn orch_info(args: OrchInfoArgs) -> anyhow::Result<()> {
     let gateway = args.gateway.gateway()?;
-    let mut urls = args.orchs.clone();
-    urls.extend(gateway.settings().orchestrators.iter().cloned());
-    urls.dedup();
+    let mut seen = std::collections::HashSet::new();
+    let urls: Vec<String> = args
+        .orchs
+        .iter()
+        .chain(&gateway.settings().orchestrators)
+        .filter(|u| seen.insert(u.as_str()))
+        .cloned()
+        .collect();
     anyhow::ensure!(!urls.is_empty(), "name at least one orchestrator");
     let caps = args.model.as_deref().map(lv2v_capabilities);
     let results = futures::future::join_all(urls.iter().map(|url| {
@@ -179,23 +184,31 @@ pub(crate) async fn orch_info(args: OrchInfoArgs) -> anyhow::Result<()> {
                 if !args.json {
                     print_summary(&url, elapsed, &summary);
                 }
-                docs.push(json!({"url": url, "ok": true, "elapsed_ms": millis(elapsed),
-                    "info": summary}));
+                docs.push(
+                    json!({"url": url, "ok": true, "elapsed_ms": millis(elapsed),
+                    "info": summary}),
+                );
             }
             Err(e) => {
                 failed += 1;
                 if !args.json {
                     println!("{url}: error: {e}");
                 }
-                docs.push(json!({"url": url, "ok": false, "elapsed_ms": millis(elapsed),
-                    "error": e.to_string()}));
+                docs.push(
+                    json!({"url": url, "ok": false, "elapsed_ms": millis(elapsed),
+                    "error": e.to_string()}),
+                );
             }
         }
     }
     if args.json {
         print_line(&Value::Array(docs));
     }
-    anyhow::ensure!(failed == 0, "{failed} of {} orchestrators failed", urls.len());
+    anyhow::ensure!(
+        failed == 0,
+        "{failed} of {} orchestrators failed",
+        urls.len()
+    );
     Ok(())
 }
 
@@ -351,8 +364,10 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
     let end = job.end_reason().map(|r| format!("{r:?}"));
     let manifest = job.manifest_id().to_owned();
     job.close().await;
-    print_line(&json!({"type": "closed", "manifest_id": manifest, "why": reason,
-        "end_reason": end}));
+    print_line(
+        &json!({"type": "closed", "manifest_id": manifest, "why": reason,
+        "end_reason": end}),
+    );
     Ok(())
 }
 

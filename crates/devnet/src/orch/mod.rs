@@ -3,6 +3,7 @@
 
 mod caps;
 mod grpc;
+pub(crate) mod live;
 mod lv2v;
 mod payment;
 mod segcreds;

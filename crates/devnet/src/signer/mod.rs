@@ -46,6 +46,35 @@ pub(crate) struct Signer {
     faults: FaultControl,
     /// Orchestrators listed by discovery, with the models they serve.
     discovery: Vec<(String, Vec<String>)>,
+    /// The live runners of the devnet's own orchestrator (the first discovery entry).
+    runners: Option<RunnerSource>,
+}
+
+/// Reads an orchestrator's `GET /discovery` runner records (in process).
+#[derive(Clone)]
+pub(crate) struct RunnerSource(pub(crate) Arc<dyn Fn() -> Vec<Value> + Send + Sync>);
+
+impl std::fmt::Debug for RunnerSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunnerSource(..)")
+    }
+}
+
+/// Runner records remote discovery keeps: a URL, an app, and a positive wei price in a
+/// billing unit (server/remote_discovery.go:292-329).
+fn usable_runner(r: &Value) -> bool {
+    let s = |k: &str| r.get(k).and_then(Value::as_str).unwrap_or("");
+    let p = &r["price_info"];
+    !s("url").is_empty()
+        && !s("app").is_empty()
+        && p["price"].as_f64().is_some_and(|x| x > 0.0)
+        && p["currency"]
+            .as_str()
+            .is_some_and(|c| c.eq_ignore_ascii_case("wei"))
+        && matches!(
+            p["unit"].as_str(),
+            Some("seconds" | "720p-pixel-seconds" | "fixed")
+        )
 }
 
 impl Signer {
@@ -60,7 +89,14 @@ impl Signer {
             keys,
             faults,
             discovery,
+            runners: None,
         }
+    }
+
+    /// Lists `source`'s live runners under the first discovery entry.
+    pub(crate) fn with_runners(mut self, source: RunnerSource) -> Self {
+        self.runners = Some(source);
+        self
     }
 }
 
@@ -93,15 +129,28 @@ async fn discover(State(s): State<Arc<Signer>>, RawQuery(q): RawQuery) -> Respon
     let list: Vec<Value> = s
         .discovery
         .iter()
-        .map(|(url, models)| {
-            let caps: Vec<String> = models
+        .enumerate()
+        .map(|(i, (url, models))| {
+            let mut caps: Vec<String> = models
                 .iter()
                 .map(|m| format!("{LIVE_VIDEO_TO_VIDEO_NAME}/{m}"))
                 .collect();
-            (url, caps)
+            let runners: Vec<Value> = match (&s.runners, i) {
+                (Some(src), 0) => (src.0)().into_iter().filter(usable_runner).collect(),
+                _ => Vec::new(),
+            };
+            // Each runner's app is a discovery capability too.
+            for r in &runners {
+                if let Some(app) = r["app"].as_str()
+                    && !caps.iter().any(|c| c == app)
+                {
+                    caps.push(app.to_string());
+                }
+            }
+            (url, caps, runners)
         })
-        .filter(|(_, caps)| wanted.iter().all(|w| caps.contains(w)))
-        .map(|(url, caps)| json!({ "address": url, "score": 1.0, "capabilities": caps, "runners": [] }))
+        .filter(|(_, caps, _)| wanted.iter().all(|w| caps.contains(w)))
+        .map(|(url, caps, runners)| json!({ "address": url, "score": 1.0, "capabilities": caps, "runners": runners }))
         .collect();
     json_encoded(StatusCode::OK, &Value::Array(list))
 }
@@ -364,7 +413,15 @@ fn parse_max_price(v: Option<&Value>, job: JobType) -> Result<Option<Price>, Ref
     let o = v
         .as_object()
         .ok_or_else(|| Refusal::bad("invalid maxPrice"))?;
-    let price = field(o, "price").and_then(Value::as_i64).filter(|p| *p > 0);
+    // A positive decimal (Go `json.Number` into `big.Rat`): a JSON number or numeric string,
+    // fractions allowed (gateways pad discovery prices by 1.2 %). Prices it is compared with
+    // are whole wei, so its floor decides the same way.
+    let price = match field(o, "price") {
+        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64)),
+        Some(Value::String(s)) => s.trim().parse::<f64>().ok().map(|f| f.floor() as i64),
+        _ => None,
+    }
+    .filter(|p| *p > 0);
     let Some(price) = price else {
         return Err(Refusal::bad("maxPrice price must be positive"));
     };

@@ -194,6 +194,8 @@ impl PaymentSession {
             capabilities: Some(&caps),
             manifest_id: self.manifest_id.as_deref(),
             kind: "lv2v",
+            app: None,
+            max_price: None,
             state: self.signer_state.as_ref(),
         };
         match self.signer.generate_live_payment(&req).await {
@@ -305,8 +307,8 @@ fn opening_rejection(reason: StopReason, detail: String, inner: &Inner) -> Rejec
         StopReason::InitialFailed(InitialFailure::RefreshFailed) => {
             RejectReason::Signer(format!("refresh after 480 failed: {detail}"))
         }
-        StopReason::InitialFailed(InitialFailure::Signer) | StopReason::SessionGone => {
-            RejectReason::Signer(detail)
-        }
+        StopReason::InitialFailed(InitialFailure::Signer)
+        | StopReason::SessionGone
+        | StopReason::Refused => RejectReason::Signer(detail),
     }
 }

@@ -33,6 +33,9 @@ pub(crate) enum PostOutcome {
     Ok,
     /// The orchestrator no longer knows the session (404): stop paying.
     Gone,
+    /// A refusal that will not change on a retry (a 4xx other than 404, 408 and 429):
+    /// stop paying.
+    Refused,
     /// Any other failure; the next cycle tries again.
     Failed,
 }
@@ -59,6 +62,8 @@ pub(crate) enum StopReason {
     InitialFailed(InitialFailure),
     /// The orchestrator dropped the session.
     SessionGone,
+    /// The orchestrator refused a payment for good.
+    Refused,
 }
 
 /// Why the initial payment failed.
@@ -121,6 +126,23 @@ impl PaymentState {
             refreshes_this_cycle: 0,
             last_cycle: None,
             stats: Stats::default(),
+        }
+    }
+
+    /// A state for a session already paid at `now` (a live-runner reservation): the first
+    /// cycle is due one `interval` later and failures skip a cycle rather than end it.
+    pub(crate) fn funded(interval: Duration, max_refreshes: u32, now: Instant) -> Self {
+        Self {
+            interval,
+            max_refreshes,
+            phase: Phase::Idle,
+            initial: false,
+            refreshes_this_cycle: 0,
+            last_cycle: Some(now),
+            stats: Stats {
+                paid: 1,
+                ..Stats::default()
+            },
         }
     }
 
@@ -194,6 +216,7 @@ impl PaymentState {
                 Phase::Idle
             }
             PostOutcome::Gone => Phase::Stopped(StopReason::SessionGone),
+            PostOutcome::Refused => Phase::Stopped(StopReason::Refused),
             PostOutcome::Failed => {
                 self.stats.skipped += 1;
                 Phase::Idle
@@ -405,6 +428,32 @@ mod tests {
             s.poll_action(t2),
             Some(Action::Stop(StopReason::SessionGone))
         );
+    }
+
+    #[test]
+    fn funded_sessions_pay_every_interval_and_stop_on_refusal() {
+        let t0 = Instant::now();
+        let mut s = PaymentState::funded(INTERVAL, 3, t0);
+        assert_eq!(s.poll_action(t0), None);
+        s.handle_segment(t0 + Duration::from_secs(1));
+        assert_eq!(s.poll_action(t0 + Duration::from_secs(1)), None);
+        let t1 = t0 + INTERVAL;
+        s.handle_segment(t1);
+        assert_eq!(s.poll_action(t1), Some(Action::Sign));
+        s.handle_signer(t1, SignerOutcome::Failed);
+        assert_eq!(
+            s.poll_action(t1),
+            None,
+            "a failed cycle is skipped, not fatal"
+        );
+        let t2 = t1 + INTERVAL;
+        s.handle_segment(t2);
+        assert_eq!(s.poll_action(t2), Some(Action::Sign));
+        s.handle_signer(t2, SignerOutcome::Paid);
+        assert_eq!(s.poll_action(t2), Some(Action::Post));
+        s.handle_posted(t2, PostOutcome::Refused);
+        assert_eq!(s.poll_action(t2), Some(Action::Stop(StopReason::Refused)));
+        assert_eq!(s.stats().paid, 1);
     }
 
     #[test]

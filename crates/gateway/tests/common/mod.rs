@@ -326,6 +326,9 @@ pub async fn orch_tls(listener: TcpListener, knobs: Knobs, cert: (Vec<u8>, Vec<u
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
     let accept = tokio::spawn(async move {
+        // Connections live in this task's set: aborting it (a "restart") drops them all,
+        // as a real orchestrator process exiting would.
+        let mut connections = tokio::task::JoinSet::new();
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
                 return;
@@ -333,7 +336,8 @@ pub async fn orch_tls(listener: TcpListener, knobs: Knobs, cert: (Vec<u8>, Vec<u
             let _ = tcp.set_nodelay(true);
             let acceptor = acceptor.clone();
             let app = app.clone();
-            tokio::spawn(async move {
+            while connections.try_join_next().is_some() {}
+            connections.spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };

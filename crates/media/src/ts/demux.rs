@@ -87,6 +87,10 @@ pub(crate) struct Demuxer {
     pending: Option<PendingPes>,
     /// Data lost since the last emitted unit.
     gap: bool,
+    /// A PAT arrived since the last video packet: a continuity break right after it, on a
+    /// packet starting a new unit, is a muxer restart (FFmpeg's segment muxer concatenated),
+    /// not loss.
+    tables_since_video: bool,
     /// Bytes skipped while looking for packet sync.
     pub(crate) skipped_bytes: u64,
     /// Continuity-counter gaps seen on the video PID.
@@ -192,6 +196,7 @@ impl Demuxer {
         if pid == PAT_PID {
             if pusi && !tei {
                 self.parse_pat(payload);
+                self.tables_since_video = true;
             }
             return;
         }
@@ -207,12 +212,16 @@ impl Demuxer {
         if pid != vpid {
             return;
         }
+        let restart = std::mem::take(&mut self.tables_since_video) && pusi;
         if afc & 0x1 != 0 {
             if let Some(last) = self.last_cc {
-                if cc == last {
+                if cc == last && !restart {
                     return; // duplicate packet, allowed once by the spec
                 }
-                if cc != (last + 1) & 0x0F {
+                if restart {
+                    // New tables, then a unit start: the previous unit ended before them.
+                    trace!(pid, last, cc, "continuity restart after new tables");
+                } else if cc != (last + 1) & 0x0F {
                     self.cc_errors += 1;
                     trace!(pid, last, cc, "continuity counter gap");
                     self.mark_corrupt();
@@ -431,6 +440,33 @@ mod tests {
         assert!(d.skipped_bytes >= 4);
         assert!(out[0].gap_before, "garbage before the first unit");
         assert!(!out[1].gap_before);
+    }
+
+    #[test]
+    fn concatenated_muxer_outputs_lose_no_unit() {
+        // Two muxer runs back to back in one segment, as FFmpeg's segment muxer produces
+        // them: each starts with tables and continuity counters from zero.
+        let mut a = Muxer::new();
+        let mut b = Muxer::new();
+        let mut seg = mux_segment(
+            &mut a,
+            &[(true, 3000, 0), (false, 500, 3000), (false, 700, 6000)],
+        );
+        seg.extend(mux_segment(
+            &mut b,
+            &[(true, 2000, 9000), (false, 400, 12000)],
+        ));
+        let mut d = Demuxer::new();
+        let mut out = Vec::new();
+        d.push(&seg, &mut out);
+        d.end_segment(&mut out);
+        let pts: Vec<_> = out.iter().map(|p| p.pts).collect();
+        assert_eq!(
+            pts,
+            [Some(0), Some(3000), Some(6000), Some(9000), Some(12000)]
+        );
+        assert!(out.iter().all(|p| !p.corrupt && !p.gap_before), "{out:?}");
+        assert_eq!(d.cc_errors, 0);
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //! segment up. Sequencing and retry decisions live in the pure [`follow`](crate::follow) and
 //! [`publish`](crate::publish) modules; this module only moves bytes.
 //!
+//! TLS: by default each client verifies certificates against the Mozilla roots; set
+//! `insecure_tls`, or inject an [`HttpClient`] built under a [`TlsPolicy`] (e.g. a rustls
+//! configuration that pins an orchestrator's self-signed certificate).
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), lpgw_trickle::TrickleError> {
 //! use bytes::Bytes;
@@ -36,19 +40,64 @@ pub use subscriber::{
     SegmentReader, Subscriber, SubscriberConfig, SubscriberStats, SubscriberStatsHandle,
 };
 
+use std::sync::Arc;
+
 use crate::error::TrickleError;
 
-/// Builds the HTTP client shared by the trickle clients.
+/// How a trickle client checks the server's TLS certificate.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub enum TlsPolicy {
+    /// Verify against the Mozilla root store (the default).
+    #[default]
+    Verify,
+    /// Accept any certificate, as go-livepeer's gateway does for orchestrator channels.
+    Insecure,
+    /// Use this rustls configuration as is: e.g. a verifier that pins the certificate seen
+    /// when the orchestrator was first contacted. Its ALPN list decides between HTTP/1.1 and
+    /// HTTP/2; leave it empty (or `http/1.1` only) for the reference clients' HTTP/1.1.
+    Custom(Arc<rustls::ClientConfig>),
+}
+
+/// An HTTP client for trickle channels, built once under a [`TlsPolicy`] and shared by any
+/// number of publishers and subscribers (they then share its connection pool too).
 ///
-/// No overall request timeout: a segment may legitimately stay open for as long as its
-/// producer keeps streaming. Stalls are bounded per write and per preconnect instead.
-fn http_client(insecure_tls: bool) -> Result<reqwest::Client, TrickleError> {
-    reqwest::Client::builder()
-        .danger_accept_invalid_certs(insecure_tls)
-        // trickle_publisher.go: IdleConnTimeout 1 min.
-        .pool_idle_timeout(std::time::Duration::from_secs(60))
-        .build()
-        .map_err(TrickleError::from)
+/// Set it as [`PublisherConfig::http`] or [`SubscriberConfig::http`]; cloning is cheap.
+#[derive(Clone, Debug)]
+pub struct HttpClient(reqwest::Client);
+
+impl HttpClient {
+    /// Builds a client under `policy`.
+    ///
+    /// No overall request timeout: a segment may legitimately stay open for as long as its
+    /// producer keeps streaming. Stalls are bounded per write and per preconnect instead.
+    pub fn new(policy: TlsPolicy) -> Result<Self, TrickleError> {
+        let builder = reqwest::Client::builder()
+            // trickle_publisher.go: IdleConnTimeout 1 min.
+            .pool_idle_timeout(std::time::Duration::from_secs(60));
+        let builder = match policy {
+            TlsPolicy::Verify => builder,
+            TlsPolicy::Insecure => builder.danger_accept_invalid_certs(true),
+            TlsPolicy::Custom(config) => builder.use_preconfigured_tls((*config).clone()),
+        };
+        builder.build().map(Self).map_err(TrickleError::from)
+    }
+}
+
+/// The client a publisher or subscriber uses: the injected one, or one made for it.
+fn http_client(
+    injected: Option<&HttpClient>,
+    insecure_tls: bool,
+) -> Result<reqwest::Client, TrickleError> {
+    if let Some(c) = injected {
+        return Ok(c.0.clone());
+    }
+    let policy = if insecure_tls {
+        TlsPolicy::Insecure
+    } else {
+        TlsPolicy::Verify
+    };
+    Ok(HttpClient::new(policy)?.0)
 }
 
 /// Normalises a channel URL: it must be absolute http(s) and lose any trailing slash.

@@ -10,7 +10,7 @@ use tokio::sync::{OwnedMutexGuard, mpsc};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn};
 
-use super::{channel_name, channel_url, http_client, is_closed};
+use super::{HttpClient, channel_name, channel_url, http_client, is_closed};
 use crate::error::TrickleError;
 use crate::publish::{Decision, PostOutcome, PublishConfig, PublishState, PublishStats};
 use crate::wire::{HEADER_LATEST, HEADER_RESET, parse_seq_header};
@@ -30,8 +30,12 @@ pub struct PublisherConfig {
     /// [`TrickleError::WriteStalled`]. Default 5 s.
     pub write_timeout: Duration,
     /// Accept any TLS certificate. Default `false` (trickle_publisher.go verifies unless
-    /// told otherwise); orchestrators often serve self-signed certificates.
+    /// told otherwise); orchestrators often serve self-signed certificates. Ignored when
+    /// [`http`](Self::http) is set.
     pub insecure_tls: bool,
+    /// A preconfigured HTTP client (TLS policy such as certificate pinning, shared
+    /// connections). Default `None`: a client of its own, per `insecure_tls`.
+    pub http: Option<HttpClient>,
 }
 
 impl Default for PublisherConfig {
@@ -42,6 +46,7 @@ impl Default for PublisherConfig {
             write_queue: 8,
             write_timeout: Duration::from_secs(5),
             insecure_tls: false,
+            http: None,
         }
     }
 }
@@ -103,7 +108,7 @@ impl Publisher {
     pub fn new(url: &str, mime: &str, config: PublisherConfig) -> Result<Self, TrickleError> {
         let url = channel_url(url)?;
         Ok(Self {
-            client: http_client(config.insecure_tls)?,
+            client: http_client(config.http.as_ref(), config.insecure_tls)?,
             name: channel_name(&url),
             url,
             mime: mime.to_owned(),

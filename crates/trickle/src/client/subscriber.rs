@@ -8,7 +8,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::task::JoinHandle;
 use tracing::{debug, trace, warn};
 
-use super::{channel_name, channel_url, http_client, is_closed};
+use super::{HttpClient, channel_name, channel_url, http_client, is_closed};
 use crate::error::TrickleError;
 use crate::follow::{Action, FollowConfig, Follower, Outcome, StopReason};
 use crate::wire::{HEADER_LATEST, HEADER_SEQ, STATUS_SEQ_NOT_FOUND, SeqRequest, parse_seq_header};
@@ -30,8 +30,12 @@ pub struct SubscriberConfig {
     /// segment. `None` disables the limit. Default 64 MiB.
     pub max_segment_bytes: Option<u64>,
     /// Accept any TLS certificate. Default `false` (trickle_subscriber.go verifies unless
-    /// told otherwise); orchestrators often serve self-signed certificates.
+    /// told otherwise); orchestrators often serve self-signed certificates. Ignored when
+    /// [`http`](Self::http) is set.
     pub insecure_tls: bool,
+    /// A preconfigured HTTP client (TLS policy such as certificate pinning, shared
+    /// connections). Default `None`: a client of its own, per `insecure_tls`.
+    pub http: Option<HttpClient>,
 }
 
 impl Default for SubscriberConfig {
@@ -42,6 +46,7 @@ impl Default for SubscriberConfig {
             preconnect_timeout: Duration::from_secs(20),
             max_segment_bytes: Some(64 << 20),
             insecure_tls: false,
+            http: None,
         }
     }
 }
@@ -135,7 +140,7 @@ impl Subscriber {
     pub fn new(url: &str, config: SubscriberConfig) -> Result<Self, TrickleError> {
         let url = channel_url(url)?;
         Ok(Self {
-            client: http_client(config.insecure_tls)?,
+            client: http_client(config.http.as_ref(), config.insecure_tls)?,
             name: channel_name(&url),
             url,
             follower: Follower::new(config.start, config.follow.clone()),

@@ -1,0 +1,145 @@
+//! Trickle segments → the media output's segment input.
+
+use lpgw_media::{MediaError, SegmentEvent, SegmentInput};
+use lpgw_trickle::client::Subscriber;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace};
+
+use crate::BridgeError;
+use crate::content::check_content_type;
+use crate::stats::{Counters, StatsHandle};
+
+/// How [`feed_output`] behaves.
+#[derive(Clone, Debug)]
+pub struct FeedOptions {
+    /// Close the media input when the channel ends or on cancellation, so the decoder flushes
+    /// its last frames and the frame channel ends. Default `true`.
+    pub close_at_end: bool,
+    /// Fail on a segment whose content type is not MPEG-TS ([`BridgeError::ContentType`]);
+    /// when `false` such segments are skipped and counted. Default `true`.
+    pub strict_content_type: bool,
+    /// Told each segment's sequence number as it starts (e.g. for a payment meter); never
+    /// waited on: a full channel misses the notification. Default none.
+    pub segment_notify: Option<mpsc::Sender<u64>>,
+    /// Receives a copy of every segment event fed to the decoder (e.g. to record the stream
+    /// to a file). Awaited, so a slow recorder slows the feed rather than growing a buffer;
+    /// a closed receiver just stops the copies. Default none.
+    pub copy_to: Option<mpsc::Sender<SegmentEvent>>,
+}
+
+impl Default for FeedOptions {
+    fn default() -> Self {
+        Self {
+            close_at_end: true,
+            strict_content_type: true,
+            segment_notify: None,
+            copy_to: None,
+        }
+    }
+}
+
+/// Feeds every segment of `sub` into `input` as its bytes arrive, until the channel ends,
+/// the media output stops taking input, or `cancel` fires.
+///
+/// Each segment is started with its trickle sequence number, its chunks are pushed as they
+/// arrive (so decoding starts before the segment is complete) and it is ended when its body
+/// ends, including when the body breaks off: the decoder then loses the frames up to the next
+/// keyframe, not the stream. Memory is bounded by the media input's own limits.
+pub async fn feed_output(
+    sub: &mut Subscriber,
+    input: &SegmentInput,
+    opts: FeedOptions,
+    stats: StatsHandle,
+    cancel: CancellationToken,
+) -> Result<(), BridgeError> {
+    let r = run(sub, input, &opts, &stats, &cancel).await;
+    if opts.close_at_end {
+        input.close();
+    }
+    match r {
+        // The output pipeline was closed or stopped: its consumer is gone, nothing to report.
+        Err(BridgeError::Media(MediaError::Closed)) => Ok(()),
+        r => r,
+    }
+}
+
+async fn run(
+    sub: &mut Subscriber,
+    input: &SegmentInput,
+    opts: &FeedOptions,
+    stats: &StatsHandle,
+    cancel: &CancellationToken,
+) -> Result<(), BridgeError> {
+    let c = &stats.0;
+    let mut copy = opts.copy_to.clone();
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Ok(()),
+            next = sub.next_segment() => next,
+        };
+        let Some(mut seg) = next? else {
+            debug!("input channel ended");
+            return Ok(());
+        };
+        let seq = seg.seq();
+        if !check_content_type(seg.content_type()) {
+            let content_type = seg.content_type().unwrap_or_default().to_owned();
+            if opts.strict_content_type {
+                return Err(BridgeError::ContentType { seq, content_type });
+            }
+            debug!(seq, content_type, "not MPEG-TS, segment skipped");
+            Counters::add(&c.segments_skipped, 1);
+            continue;
+        }
+        Counters::add(&c.segments, 1);
+        if let Some(n) = &opts.segment_notify {
+            let _ = n.try_send(seq);
+        }
+        input.start_segment(Some(seq))?;
+        send_copy(&mut copy, SegmentEvent::Start { seq_hint: seq }).await;
+        let ok = loop {
+            let chunk = tokio::select! {
+                biased;
+                () = cancel.cancelled() => break false,
+                chunk = seg.chunk() => chunk,
+            };
+            match chunk {
+                Ok(Some(b)) => {
+                    Counters::add(&c.bytes, b.len() as u64);
+                    Counters::add(&c.chunks, 1);
+                    send_copy(&mut copy, SegmentEvent::Data(b.clone())).await;
+                    input.push(b)?;
+                }
+                Ok(None) => break true,
+                Err(e) => {
+                    debug!(seq, error = %e, "segment body broke off");
+                    break false;
+                }
+            }
+        };
+        input.end_segment()?;
+        send_copy(&mut copy, SegmentEvent::End).await;
+        trace!(seq, ok, "segment fed");
+        Counters::add(
+            if ok {
+                &c.segments_ok
+            } else {
+                &c.segments_failed
+            },
+            1,
+        );
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+    }
+}
+
+async fn send_copy(copy: &mut Option<mpsc::Sender<SegmentEvent>>, ev: SegmentEvent) {
+    if let Some(tx) = copy
+        && tx.send(ev).await.is_err()
+    {
+        *copy = None;
+    }
+}

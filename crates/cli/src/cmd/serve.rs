@@ -1,0 +1,159 @@
+//! `lpgw serve`: the gateway service (both HTTP API families, the WebSocket bridge and the
+//! browser app) in front of configured orchestrators.
+//!
+//! Configuration comes from an optional TOML file (`--config`), then environment variables,
+//! then flags; the later wins for every value given.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use lpgw_gateway::{Gateway, Settings, TlsMode, Token};
+use lpgw_server::{AppState, ServerConfig};
+
+/// Options of `lpgw serve`.
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LPGW_LISTEN", default_value = "127.0.0.1:8000")]
+    pub(crate) listen: SocketAddr,
+    /// Orchestrator URLs, comma separated (empty: discovery or the signer's list).
+    #[arg(long, env = "ORCHESTRATOR_URL", value_delimiter = ',')]
+    pub(crate) orch: Vec<String>,
+    /// Remote signer base URL (empty: offchain).
+    #[arg(long, env = "SIGNER_URL")]
+    pub(crate) signer: Option<String>,
+    /// Discovery endpoint URL.
+    #[arg(long, env = "DISCOVERY_URL")]
+    pub(crate) discovery: Option<String>,
+    /// Base64 gateway token; its values win over the flags above.
+    #[arg(long, env = "LIVEPEER_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// Orchestrator certificate policy: `tofu` (default), `insecure` or `system`.
+    #[arg(long, default_value = "tofu")]
+    pub(crate) tls: String,
+    /// TOML configuration file for the service settings.
+    #[arg(long, env = "LPGW_CONFIG")]
+    pub(crate) config: Option<PathBuf>,
+    /// API keys, comma separated (none: the service runs open).
+    #[arg(long, env = "API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    pub(crate) api_keys: Vec<String>,
+    /// A file with one API key per line.
+    #[arg(long, env = "API_KEYS_FILE")]
+    pub(crate) api_keys_file: Option<PathBuf>,
+    /// Concurrent jobs per key.
+    #[arg(long, env = "MAX_JOBS_PER_KEY")]
+    pub(crate) max_jobs_per_key: Option<usize>,
+    /// Concurrent jobs in total.
+    #[arg(long, env = "MAX_JOBS")]
+    pub(crate) max_jobs: Option<usize>,
+    /// Model used when a request names none.
+    #[arg(long, env = "DEFAULT_MODEL_ID")]
+    pub(crate) default_model: Option<String>,
+    /// Hosts (`host` or `host:port`) callers may name as `orchestrator_url`, comma separated.
+    #[arg(long, env = "ORCHESTRATOR_ALLOW_LIST", value_delimiter = ',')]
+    pub(crate) allow_orchestrator: Vec<String>,
+    /// Close jobs unused for this many seconds.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS")]
+    pub(crate) idle_timeout_secs: Option<u64>,
+    /// Allowed CORS origins, comma separated (`*` for any).
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    pub(crate) cors_origins: Vec<String>,
+    /// Encoder frame-rate hint.
+    #[arg(long, env = "FPS")]
+    pub(crate) fps: Option<u32>,
+    /// Output JPEG quality.
+    #[arg(long, env = "JPEG_QUALITY")]
+    pub(crate) jpeg_quality: Option<u8>,
+}
+
+impl ServeArgs {
+    /// The service settings: file, then environment and flags.
+    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
+        let mut c = match &self.config {
+            Some(p) => ServerConfig::from_toml_file(p)?,
+            None => ServerConfig::default(),
+        };
+        if !self.api_keys.is_empty() {
+            c.api_keys.clone_from(&self.api_keys);
+        }
+        if let Some(p) = &self.api_keys_file {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            c.api_keys.extend(
+                text.lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(String::from),
+            );
+        }
+        if let Some(v) = self.max_jobs_per_key {
+            c.max_jobs_per_key = v;
+        }
+        if let Some(v) = self.max_jobs {
+            c.max_jobs = v;
+        }
+        if let Some(v) = &self.default_model {
+            c.default_model.clone_from(v);
+        }
+        if !self.allow_orchestrator.is_empty() {
+            c.orchestrator_allow_list
+                .clone_from(&self.allow_orchestrator);
+        }
+        if let Some(v) = self.idle_timeout_secs {
+            c.idle_timeout_secs = v;
+        }
+        if !self.cors_origins.is_empty() {
+            c.cors_origins.clone_from(&self.cors_origins);
+        }
+        if let Some(v) = self.fps {
+            c.fps = v;
+        }
+        if let Some(v) = self.jpeg_quality {
+            c.jpeg_quality = v;
+        }
+        Ok(c)
+    }
+
+    /// The gateway settings: flags, then the token's values.
+    pub(crate) fn gateway_settings(&self) -> anyhow::Result<Settings> {
+        let mut s = Settings {
+            orchestrators: self
+                .orch
+                .iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect(),
+            signer_url: self.signer.clone().filter(|s| !s.trim().is_empty()),
+            discovery_url: self.discovery.clone().filter(|s| !s.trim().is_empty()),
+            tls: match self.tls.as_str() {
+                "tofu" => TlsMode::TrustOnFirstUse,
+                "insecure" => TlsMode::SkipVerification,
+                "system" => TlsMode::SystemRoots,
+                other => anyhow::bail!("--tls must be tofu, insecure or system, not {other:?}"),
+            },
+            ..Settings::default()
+        };
+        if let Some(t) = &self.token {
+            s = s.with_token(&Token::parse(t)?);
+        }
+        Ok(s)
+    }
+}
+
+/// Runs the service until SIGINT or SIGTERM, then closes every job and returns.
+pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.server_config()?;
+    let mut settings = args.gateway_settings()?;
+    settings.live.models.clone_from(&config.live_runner_models);
+    let gateway = Gateway::new(settings)?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!("lpgw service on http://{addr}/");
+    let state = AppState::new(config, gateway);
+    lpgw_server::run(listener, state, super::shutdown_signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! Runner callbacks (server/ai_http.go:593-730): session channels, proxies and stop, each
+//! authorized by the session's `Livepeer-Session-Token`.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde_json::{Value, json};
+
+use super::Live;
+use super::advert;
+use super::handlers::{err, header, unsupported};
+use super::registry::check_batch;
+use crate::respond::{json_ok, plain_error};
+
+pub(super) async fn runner_stop(
+    State(live): State<Arc<Live>>,
+    Path((rid, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if !live.cfg.enabled {
+        return unsupported();
+    }
+    let token = header(&headers, "Livepeer-Session-Token");
+    if let Err(e) = live.reg().authorize(&rid, &sid, token, Instant::now()) {
+        return err(&e);
+    }
+    live.release(&rid, &sid);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct ChannelReq {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    mime_type: String,
+}
+
+#[derive(serde::Deserialize)]
+struct ChannelsReq {
+    #[serde(default)]
+    channels: Vec<ChannelReq>,
+}
+
+#[derive(serde::Deserialize)]
+struct DeleteReq {
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+pub(super) async fn create_channels(
+    State(live): State<Arc<Live>>,
+    Path((rid, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !live.cfg.enabled {
+        return unsupported();
+    }
+    let now = Instant::now();
+    let token = header(&headers, "Livepeer-Session-Token");
+    if let Err(e) = live.reg().authorize(&rid, &sid, token, now) {
+        return err(&e);
+    }
+    let req: ChannelsReq = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    if let Err(e) = check_batch(req.channels.len()) {
+        return err(&e);
+    }
+    let wanted: Vec<(String, String)> = req
+        .channels
+        .into_iter()
+        .map(|c| (c.name, c.mime_type))
+        .collect();
+    let made = live
+        .reg()
+        .create_channels(&rid, &sid, &wanted, now, |n, m| {
+            live.session_channel(&sid, n, m)
+        });
+    match made {
+        Ok((out, created)) => {
+            for c in created {
+                live.orch
+                    .trickle
+                    .create_channel(&c.channel_name, &c.mime_type);
+            }
+            json_ok(&json!({ "channels": out }))
+        }
+        Err(e) => err(&e),
+    }
+}
+
+pub(super) async fn delete_channels(
+    State(live): State<Arc<Live>>,
+    Path((rid, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !live.cfg.enabled {
+        return unsupported();
+    }
+    let now = Instant::now();
+    let token = header(&headers, "Livepeer-Session-Token");
+    if let Err(e) = live.reg().authorize(&rid, &sid, token, now) {
+        return err(&e);
+    }
+    let req: DeleteReq = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => return plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
+    };
+    let deleted = live.reg().delete_channels(&rid, &sid, &req.channels, now);
+    match deleted {
+        Ok((_, trickle)) => {
+            for c in trickle {
+                live.orch.trickle.delete_channel(&c);
+            }
+            json_ok(&json!({ "deleted": req.channels }))
+        }
+        Err(e) => err(&e),
+    }
+}
+
+pub(super) async fn create_proxy(
+    State(live): State<Arc<Live>>,
+    Path((rid, sid)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !live.cfg.enabled {
+        return unsupported();
+    }
+    let now = Instant::now();
+    let token = header(&headers, "Livepeer-Session-Token");
+    if let Err(e) = live.reg().authorize(&rid, &sid, token, now) {
+        return err(&e);
+    }
+    let target = if body.iter().all(u8::is_ascii_whitespace) {
+        String::new()
+    } else {
+        match serde_json::from_slice::<Value>(&body) {
+            Ok(v) => v
+                .get("target_url")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .trim()
+                .to_string(),
+            Err(e) => return plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        }
+    };
+    let runner_url = match live.reg().get(&rid, now) {
+        Ok(r) => r.advert.runner_url.clone(),
+        Err(e) => return err(&e),
+    };
+    let target = if target.is_empty() {
+        runner_url
+    } else {
+        let host = |u: &str| {
+            u.split_once("://")
+                .map(|(_, r)| r.split(['/', '?', '#']).next().unwrap_or(""))
+                .map(|h| {
+                    h.rsplit_once(':')
+                        .map_or(h, |(h, _)| h)
+                        .to_ascii_lowercase()
+                })
+        };
+        if !advert::valid_runner_url(&target) || target.contains('#') {
+            return plain_error(StatusCode::BAD_REQUEST, "invalid target_url");
+        }
+        if host(&target) != host(&runner_url) {
+            return plain_error(
+                StatusCode::BAD_REQUEST,
+                "target_url hostname must match registered runner_url hostname",
+            );
+        }
+        target
+    };
+    let added = live.reg().add_proxy(&rid, &sid, target, now);
+    match added {
+        Ok(id) => json_ok(&json!({
+            "proxy_id": id,
+            "url": format!("{}/run/{id}", live.orch.service_uri),
+        })),
+        Err(e) => err(&e),
+    }
+}

@@ -1,0 +1,165 @@
+//! Interop with the official Python SDK's live-runner API: a runner written with its
+//! `register_runner` / `create_trickle_channels` registers with devnet, is listed in
+//! `/discovery`, reserved with `reserve_session`, called with `call_runner` and stopped; and
+//! its `start_scope` starts a Scope job on devnet (offchain and paid) and speaks the control
+//! protocol. Skips (passing) without the SDK venv unless `LPGW_REQUIRE_INTEROP=1`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig, PriceConfig, ScopeRunnerConfig};
+use serde_json::{Value, json};
+
+fn python() -> Option<PathBuf> {
+    let candidate = std::env::var_os("LPGW_PYTHON")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let home = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(home.join("lpgw/interop-venv/bin/python"))
+        })
+        .filter(|p| p.exists());
+    if candidate.is_none() {
+        assert!(
+            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
+            "the Python SDK venv is missing: run scripts/interop-venv.sh"
+        );
+        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
+    }
+    candidate
+}
+
+async fn run(py: &Path, args: &[&str]) -> Value {
+    let script =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/live_devnet.py");
+    let mut cmd = tokio::process::Command::new(py);
+    cmd.arg(script).args(args).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("python sdk finished in time")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "sdk printed no json ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+#[tokio::test]
+async fn sdk_runner_registers_is_discovered_reserved_and_called() {
+    let Some(py) = python() else { return };
+    let h = devnet(plain()).await;
+    let v = run(
+        &py,
+        &[
+            "runner",
+            "--orch",
+            h.orchestrator_url(),
+            "--runner-base",
+            h.runner_url(),
+            "--secret",
+            h.orch_secret().unwrap(),
+        ],
+    )
+    .await;
+    assert_eq!(v["ok"], true, "{v}");
+    let rid = v["runner_id"].as_str().unwrap();
+    let sid = v["session_id"].as_str().unwrap();
+    let svc = h.orchestrator_url();
+    assert_eq!(
+        v["discovery"][0]["url"],
+        format!("{svc}/apps/{rid}/session")
+    );
+    assert_eq!(v["discovery"][0]["capacity_available"], 1);
+    assert_eq!(v["app_url"], format!("{svc}/apps/{rid}/session/{sid}/app"));
+    assert_eq!(v["echo"]["session"], sid);
+    assert_eq!(v["echo"]["in"], format!("{svc}/ai/trickle/{sid}-in"));
+    assert_eq!(v["echo_channels"], json!([["in", "out"]]));
+    assert_eq!(v["events"], json!([["reserved", sid], ["released", sid]]));
+    // The SDK unregistered on close.
+    assert!(h.live_sessions(rid).is_empty());
+    h.shutdown().await;
+}
+
+async fn scope(h: &DevnetHandle, py: &Path) -> Value {
+    let mut args = vec!["scope", "--orch", h.orchestrator_url()];
+    if let Some(s) = h.signer_url() {
+        args.extend(["--signer", s]);
+    }
+    let v = run(py, &args).await;
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(
+        v["pong"],
+        json!({"type":"pong","timestamp":42,"request_id":"p1"})
+    );
+    assert_eq!(
+        v["stream_started"],
+        json!({"request_id":"s1","directions":["in","out"]})
+    );
+    v
+}
+
+#[tokio::test]
+async fn sdk_start_scope_offchain_persistent_and_serverless() {
+    let Some(py) = python() else { return };
+    // Only the persistent live runner: the job is its session.
+    let h = devnet(DevnetConfig {
+        live: LiveConfig {
+            scope: Some(ScopeRunnerConfig {
+                serverless: false,
+                ..ScopeRunnerConfig::default()
+            }),
+            ..LiveConfig::default()
+        },
+        ..plain()
+    })
+    .await;
+    let v = scope(&h, &py).await;
+    let mid = v["job"]["manifest_id"].as_str().unwrap();
+    assert!(mid.starts_with("session_"), "{mid}");
+    assert_eq!(
+        h.live_sessions(&h.scope_runner().unwrap()),
+        vec![mid.to_string()]
+    );
+    h.shutdown().await;
+    // Only the serverless entry: an 8-hex manifest from `POST /scope`.
+    let h = devnet(DevnetConfig {
+        live: LiveConfig {
+            scope: Some(ScopeRunnerConfig {
+                persistent: false,
+                ..ScopeRunnerConfig::default()
+            }),
+            ..LiveConfig::default()
+        },
+        ..plain()
+    })
+    .await;
+    let v = scope(&h, &py).await;
+    assert_eq!(v["job"]["manifest_id"].as_str().unwrap().len(), 8);
+    h.shutdown().await;
+}
+
+#[tokio::test]
+async fn sdk_start_scope_paid_through_signer() {
+    let Some(py) = python() else { return };
+    let h = devnet(DevnetConfig {
+        price: Some(PriceConfig {
+            per_unit: 1,
+            pixels_per_unit: 1,
+        }),
+        signer: true,
+        ..plain()
+    })
+    .await;
+    let v = scope(&h, &py).await;
+    let mid = v["job"]["manifest_id"].as_str().unwrap();
+    assert!(h.balance(h.signer_address(), mid) > 0, "the job was paid");
+    h.shutdown().await;
+}

@@ -1,0 +1,414 @@
+//! One entry point for every model: which start routes to try, in which order (a pure
+//! policy), and the loop that tries them and collects a rejection per failed attempt.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::Value;
+use tracing::{debug, instrument};
+use url::Url;
+
+use crate::config::LiveSettings;
+use crate::discovery::lv2v_cap;
+use crate::error::{Error, RejectReason, Rejection};
+use crate::gateway::{Gateway, Inner};
+use crate::job::Lv2vJob;
+use crate::lv2v::StartRequest;
+use crate::runner::{
+    RunnerDiscovery, RunnerFilter, RunnerMode, RunnerOffer, RunnerRequest, RunnerSession,
+    apply_ceiling, cool_down, funding_for, paid_request,
+};
+use crate::scope::{ScopeJob, ScopeUrls};
+
+/// A way to start a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Route {
+    /// Discover live runners for `live-video-to-video/<model>`, reserve (or call) one, pay
+    /// it, start the app (spec §1).
+    LiveRunner,
+    /// A serverless entry (go-livepeer's `POST /scope`, spec §2.4).
+    Serverless,
+    /// The legacy AI-worker path `POST /live-video-to-video` (spec §2).
+    Legacy,
+}
+
+/// Which routes a model takes, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartPolicy {
+    /// Models that are live-runner apps.
+    pub live_models: Vec<String>,
+    /// Allowed fallbacks.
+    pub fallback: crate::config::Fallback,
+}
+
+impl StartPolicy {
+    /// The policy of the live settings.
+    pub fn from_settings(live: &LiveSettings) -> Self {
+        Self {
+            live_models: live.models.clone(),
+            fallback: live.fallback.clone(),
+        }
+    }
+
+    /// Whether `model` is a live-runner model.
+    pub fn is_live_model(&self, model: &str) -> bool {
+        self.live_models.iter().any(|m| m.trim() == model)
+    }
+
+    /// The routes for `model`, in order: a live-runner model takes live runners, then
+    /// serverless entries, then the legacy path (each fallback when enabled); a legacy model
+    /// takes the legacy path, then live runners offering the same app when enabled.
+    pub fn routes(&self, model: &str) -> Vec<Route> {
+        let f = &self.fallback;
+        if self.is_live_model(model) {
+            let mut r = vec![Route::LiveRunner];
+            if f.serverless {
+                r.push(Route::Serverless);
+            }
+            if f.legacy {
+                r.push(Route::Legacy);
+            }
+            r
+        } else if f.live_runner_for_legacy {
+            vec![Route::Legacy, Route::LiveRunner]
+        } else {
+            vec![Route::Legacy]
+        }
+    }
+}
+
+/// A started job, whichever route started it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StartedJob {
+    /// Legacy LV2V job: publish/subscribe URLs known at once.
+    Lv2v(Lv2vJob),
+    /// A live-runner or serverless job (Scope protocol); its stream is already started,
+    /// see [`ScopeJob::media`].
+    Scope(ScopeJob),
+}
+
+impl StartedJob {
+    /// Which route started it.
+    pub fn route(&self) -> Route {
+        match self {
+            Self::Lv2v(_) => Route::Legacy,
+            Self::Scope(j) if j.runner_session().is_some() => Route::LiveRunner,
+            Self::Scope(_) => Route::Serverless,
+        }
+    }
+
+    /// Ends the job (stopping any live-runner session).
+    pub async fn close(self) {
+        match self {
+            Self::Lv2v(j) => j.close().await,
+            Self::Scope(j) => j.close().await,
+        }
+    }
+}
+
+/// The app path of a live-runner job start: Scope's `/scope` (reference SDK); other LV2V
+/// apps are assumed to take the same job body at `/live-video-to-video`.
+pub(crate) fn app_start_path(model: &str) -> &'static str {
+    if model == "scope" {
+        "scope"
+    } else {
+        "live-video-to-video"
+    }
+}
+
+impl Gateway {
+    /// Starts `req.model_id` by the routes of [`StartPolicy`]: each failed attempt (a
+    /// runner, a serverless entry, an orchestrator) adds a rejection, and the error lists
+    /// them all. Live-runner jobs come back with their Scope stream started.
+    #[instrument(skip_all, fields(model = %req.model_id))]
+    pub async fn start(&self, req: &StartRequest) -> Result<StartedJob, Error> {
+        let model = req.model_id.trim();
+        if model.is_empty() {
+            return Err(Error::Config("model_id is required".into()));
+        }
+        let policy = StartPolicy::from_settings(&self.inner.settings.live);
+        let mut rejections = Vec::new();
+        let mut discovery: Option<RunnerDiscovery> = None;
+        for route in policy.routes(model) {
+            debug!(?route, "trying route");
+            match route {
+                Route::Legacy => match self.start_lv2v(req).await {
+                    Ok(job) => return Ok(StartedJob::Lv2v(job)),
+                    Err(e) => {
+                        let r = e.rejections();
+                        if r.is_empty() {
+                            rejections.push(Rejection {
+                                url: "legacy".into(),
+                                reason: RejectReason::Unavailable(e.to_string()),
+                            });
+                        } else {
+                            rejections.extend_from_slice(r);
+                        }
+                    }
+                },
+                Route::LiveRunner | Route::Serverless => {
+                    if discovery.is_none() {
+                        match self.discover_runners(&self.runner_filter(model)).await {
+                            Ok(d) => {
+                                rejections.extend(d.rejections.iter().cloned());
+                                discovery = Some(d);
+                            }
+                            Err(e) => {
+                                rejections.push(Rejection {
+                                    url: "runner discovery".into(),
+                                    reason: RejectReason::Unavailable(e.to_string()),
+                                });
+                                discovery = Some(RunnerDiscovery::default());
+                            }
+                        }
+                    }
+                    let offers: Vec<RunnerOffer> = discovery
+                        .as_ref()
+                        .map(|d| d.offers.clone())
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|o| {
+                            (o.mode == RunnerMode::Serverless) == (route == Route::Serverless)
+                        })
+                        .collect();
+                    match self
+                        .start_on_runners(offers, req, route, &mut rejections)
+                        .await
+                    {
+                        Some(job) => return Ok(StartedJob::Scope(job)),
+                        None => continue,
+                    }
+                }
+            }
+        }
+        Err(Error::StartFailed {
+            model: model.to_owned(),
+            rejections,
+        })
+    }
+
+    /// Starts a live-runner model on live runners, then serverless entries (no legacy
+    /// path), whatever the policy says.
+    pub async fn start_scope(&self, req: &StartRequest) -> Result<ScopeJob, Error> {
+        let model = req.model_id.trim();
+        let found = self.discover_runners(&self.runner_filter(model)).await?;
+        let mut rejections = found.rejections.clone();
+        for route in [Route::LiveRunner, Route::Serverless] {
+            let offers = found
+                .offers
+                .iter()
+                .filter(|o| (o.mode == RunnerMode::Serverless) == (route == Route::Serverless))
+                .cloned()
+                .collect();
+            if let Some(job) = self
+                .start_on_runners(offers, req, route, &mut rejections)
+                .await
+            {
+                return Ok(job);
+            }
+        }
+        Err(Error::NoRunnerAvailable { rejections })
+    }
+
+    fn runner_filter(&self, model: &str) -> RunnerFilter {
+        RunnerFilter {
+            apps: vec![lv2v_cap(model)],
+            gpus: self.inner.settings.live.gpus.clone(),
+        }
+    }
+
+    /// Tries `offers` in order (ceiling and cool-downs first); `None` when all failed.
+    async fn start_on_runners(
+        &self,
+        offers: Vec<RunnerOffer>,
+        req: &StartRequest,
+        route: Route,
+        rejections: &mut Vec<Rejection>,
+    ) -> Option<ScopeJob> {
+        let live = &self.inner.settings.live;
+        if offers.is_empty() {
+            let what = if route == Route::Serverless {
+                "serverless entry"
+            } else {
+                "live runner"
+            };
+            rejections.push(Rejection {
+                url: lv2v_cap(&req.model_id),
+                reason: RejectReason::Unavailable(format!("no {what} offers this app")),
+            });
+            return None;
+        }
+        let (offers, over) = apply_ceiling(offers, &live.ceiling);
+        rejections.extend(over);
+        for offer in offers {
+            let left = self
+                .inner
+                .cooldowns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remaining(&offer.url, Instant::now());
+            if let Some(left) = left {
+                rejections.push(Rejection {
+                    url: offer.url.clone(),
+                    reason: RejectReason::CoolingDown(left.as_secs().max(1)),
+                });
+                continue;
+            }
+            match try_runner(&self.inner, &offer, req).await {
+                Ok(job) => return Some(job),
+                Err(reason) => {
+                    debug!(runner = %offer.url, %reason, "runner attempt failed");
+                    rejections.push(Rejection {
+                        url: offer.url.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        None
+    }
+}
+
+fn app_failed(status: u16, body: String) -> RejectReason {
+    RejectReason::AppCallFailed { status, body }
+}
+
+/// One attempt on one runner: reserve/call, start the app, start the stream. A failure
+/// after a reservation stops the session at once and cools the runner down.
+async fn try_runner(
+    inner: &Arc<Inner>,
+    offer: &RunnerOffer,
+    req: &StartRequest,
+) -> Result<ScopeJob, RejectReason> {
+    let body = req.to_json();
+    let params = req
+        .params
+        .clone()
+        .unwrap_or_else(|| Value::Object(Default::default()));
+    let path = app_start_path(req.model_id.trim());
+    let mut job = match offer.mode {
+        RunnerMode::Persistent => {
+            let session = RunnerSession::reserve(inner, offer).await?;
+            let reply = match session.call(&RunnerRequest::json(path, &body)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    session.close().await;
+                    cool_down(inner, &offer.url);
+                    return Err(app_failed(0, e.to_string()));
+                }
+            };
+            let status = reply.status();
+            let base = Url::parse(session.app_url())
+                .map_err(|e| RejectReason::InvalidUrl(e.to_string()))?;
+            let parsed = if (200..300).contains(&status) {
+                reply
+                    .json()
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|v| ScopeUrls::from_json(&v, &base))
+                    .map_err(|e| app_failed(status, e))
+            } else {
+                let text = reply
+                    .bytes()
+                    .await
+                    .map(|b| crate::http::snippet(&b))
+                    .unwrap_or_default();
+                Err(app_failed(status, text))
+            };
+            let urls = match parsed {
+                Ok(u) => u,
+                Err(reason) => {
+                    session.close().await;
+                    cool_down(inner, &offer.url);
+                    return Err(reason);
+                }
+            };
+            ScopeJob::spawn(inner.clone(), urls, offer.url.clone(), Some(session), None)?
+        }
+        RunnerMode::SingleShot | RunnerMode::Serverless => {
+            let rr = RunnerRequest::json(
+                if offer.mode == RunnerMode::SingleShot {
+                    path
+                } else {
+                    ""
+                },
+                &body,
+            );
+            let url = rr.url(&offer.url)?;
+            let paid = paid_request(inner, offer, &url, &rr).await?;
+            let was_paid = paid.payer.is_some();
+            let funding = funding_for(paid.payer);
+            let parsed = match paid.resp.bytes().await {
+                Ok(b) => serde_json::from_slice::<Value>(&b)
+                    .map_err(|e| format!("job answer is not JSON: {e}"))
+                    .and_then(|v| ScopeUrls::from_json(&v, &url)),
+                Err(e) => Err(crate::http::describe(&e.without_url())),
+            };
+            match parsed {
+                Ok(urls) => ScopeJob::spawn(inner.clone(), urls, offer.url.clone(), None, funding)?,
+                Err(e) => {
+                    drop(funding);
+                    if was_paid {
+                        cool_down(inner, &offer.url);
+                    }
+                    return Err(app_failed(200, e));
+                }
+            }
+        }
+    };
+    match job.start_stream(&params).await {
+        Ok(_) => Ok(job),
+        Err(e) => {
+            let paid = job
+                .runner_session()
+                .is_some_and(|s| s.payment_stats().paid > 0);
+            job.close().await;
+            if paid {
+                cool_down(inner, &offer.url);
+            }
+            Err(RejectReason::ScopeStart(e.to_string()))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Fallback;
+
+    fn policy(fallback: Fallback) -> StartPolicy {
+        StartPolicy {
+            live_models: vec!["scope".into()],
+            fallback,
+        }
+    }
+
+    #[test]
+    fn live_models_fall_back_in_order() {
+        let p = policy(Fallback::default());
+        assert_eq!(
+            p.routes("scope"),
+            [Route::LiveRunner, Route::Serverless, Route::Legacy]
+        );
+        assert_eq!(p.routes("noop"), [Route::Legacy, Route::LiveRunner]);
+        let none = policy(Fallback::none());
+        assert_eq!(none.routes("scope"), [Route::LiveRunner]);
+        assert_eq!(none.routes("noop"), [Route::Legacy]);
+        let only_serverless = policy(Fallback {
+            serverless: true,
+            ..Fallback::none()
+        });
+        assert_eq!(
+            only_serverless.routes("scope"),
+            [Route::LiveRunner, Route::Serverless]
+        );
+    }
+
+    #[test]
+    fn app_paths() {
+        assert_eq!(app_start_path("scope"), "scope");
+        assert_eq!(app_start_path("noop"), "live-video-to-video");
+    }
+}

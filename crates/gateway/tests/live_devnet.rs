@@ -1,0 +1,328 @@
+//! The seed's scenario against devnet: an orchestrator that runs only live runners (no
+//! AI-worker capacity) with a healthy, priced, idle Scope runner. The legacy path is refused
+//! with `insufficient capacity`; the live-runner path discovers, reserves, answers the 402,
+//! is admitted and starts the Scope stream; without fallback the error lists every attempt.
+
+use std::time::Duration;
+
+use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, LiveConfig, PriceConfig};
+use lpgw_gateway::{
+    Error, Fallback, FundingEnd, RejectReason, Route, RunnerFilter, RunnerMode, RunnerPriceCeiling,
+    Settings, StartRequest, StartedJob,
+};
+use serde_json::json;
+
+async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test step timed out")
+}
+
+async fn live_only_devnet() -> DevnetHandle {
+    let cfg = DevnetConfig {
+        price: Some(PriceConfig {
+            per_unit: 1,
+            pixels_per_unit: 1,
+        }),
+        signer: true,
+        payment_interval: Duration::from_millis(500),
+        live: LiveConfig {
+            live_only: true,
+            ..LiveConfig::default()
+        },
+        ..DevnetConfig::default()
+    };
+    Devnet::start(cfg).await.expect("devnet starts")
+}
+
+/// No AI-worker capacity: go-livepeer refuses GetOrchestrator with `OrchestratorCapped`
+/// (rpc.go, spec §5.1) or the start with `503 insufficient capacity`.
+fn no_capacity(r: &lpgw_gateway::Rejection) -> bool {
+    match &r.reason {
+        RejectReason::InsufficientCapacity => true,
+        RejectReason::Rpc { message, .. } => message.contains("OrchestratorCapped"),
+        _ => false,
+    }
+}
+
+fn settings(d: &DevnetHandle, fallback: Fallback) -> Settings {
+    let mut s = Settings {
+        orchestrators: vec![d.orchestrator_url().to_owned()],
+        signer_url: d.signer_url().map(str::to_owned),
+        ..Settings::default()
+    };
+    s.live.fallback = fallback;
+    s.live.payment_interval = Duration::from_millis(300);
+    // devnet's Scope runner costs 10 USD/hour: allow it.
+    s.live.ceiling = RunnerPriceCeiling {
+        usd_per_hour: 20.0,
+        ..RunnerPriceCeiling::default()
+    };
+    s
+}
+
+#[tokio::test]
+async fn legacy_is_refused_but_the_live_runner_path_is_admitted() {
+    let d = live_only_devnet().await;
+    let gw = lpgw_gateway::Gateway::new(settings(&d, Fallback::none())).unwrap();
+
+    // The legacy AI-worker path sees no capacity.
+    let err = within(20, gw.start_lv2v(&StartRequest::new("scope")))
+        .await
+        .unwrap_err();
+    assert!(err.rejections().iter().any(no_capacity), "{err}");
+
+    // Discovery shows the runner priced and idle.
+    let found = within(
+        20,
+        gw.discover_runners(&RunnerFilter::app("live-video-to-video/scope")),
+    )
+    .await
+    .unwrap();
+    let persistent = found
+        .offers
+        .iter()
+        .find(|o| o.mode == RunnerMode::Persistent)
+        .expect("a persistent scope runner");
+    assert!(persistent.capacity_available > 0);
+    assert_eq!(persistent.price.unwrap().wei, 1_388_888_888_888);
+
+    // The live-runner path: discover, reserve, pay the challenge, start the stream.
+    let mut req = StartRequest::new("scope");
+    req.params = Some(json!({"prompt": "a cat"}));
+    let job = within(30, gw.start(&req)).await.unwrap();
+    assert_eq!(job.route(), Route::LiveRunner);
+    let StartedJob::Scope(mut job) = job else {
+        panic!("not a scope job")
+    };
+    let mut events = job.take_events().unwrap();
+    let media = job.media().expect("stream started");
+    assert!(media.input.contains("/ai/trickle/"));
+    assert!(media.output.contains("/ai/trickle/"));
+    let session = job.runner_session().expect("persistent session");
+    assert!(session.payment_stats().paid >= 1);
+    let route = d.scope_runner().unwrap();
+    assert_eq!(
+        d.live_sessions(&route),
+        vec![session.session_id().to_owned()]
+    );
+    job.update_params(&json!({"prompt": "a dog"}))
+        .await
+        .unwrap();
+    // The runner answered `start_stream`, then acknowledges the parameters.
+    let mut seen = Vec::new();
+    while !seen.iter().any(|t| t == "parameters_ack") {
+        let ev = within(10, events.recv()).await.expect("events open");
+        seen.push(ev["type"].as_str().unwrap_or_default().to_owned());
+    }
+    assert!(seen.iter().any(|t| t == "stream_started"), "{seen:?}");
+
+    // Payments keep the session funded while it runs.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert!(job.funding_end().is_none());
+    within(20, job.close()).await;
+    // Closing stopped the session at the orchestrator.
+    assert!(d.live_sessions(&route).is_empty());
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_attempt_is_listed_in_the_error() {
+    let d = live_only_devnet().await;
+    let mut s = settings(&d, Fallback::none());
+    // Every runner is above this ceiling.
+    s.live.ceiling = RunnerPriceCeiling::default();
+    s.live.fallback.legacy = true;
+    let gw = lpgw_gateway::Gateway::new(s).unwrap();
+    let err = within(30, gw.start(&StartRequest::new("scope")))
+        .await
+        .unwrap_err();
+    let Error::StartFailed { model, rejections } = &err else {
+        panic!("{err}")
+    };
+    assert_eq!(model, "scope");
+    let reasons: Vec<String> = rejections.iter().map(|r| r.to_string()).collect();
+    // The persistent runner was over the ceiling, naming both prices...
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("1388888888888 wei/seconds")
+                && r.contains("694444444444 wei/seconds")),
+        "{reasons:#?}"
+    );
+    // ...and the legacy fallback had no capacity.
+    assert!(rejections.iter().any(no_capacity), "{reasons:#?}");
+    assert!(err.to_string().contains("could not start scope"));
+
+    // With fallback disabled, only the live-runner attempt is made and listed.
+    let mut s = settings(&d, Fallback::none());
+    s.live.ceiling = RunnerPriceCeiling::default();
+    let gw = lpgw_gateway::Gateway::new(s).unwrap();
+    let err = within(30, gw.start(&StartRequest::new("scope")))
+        .await
+        .unwrap_err();
+    let rejections = err.rejections();
+    assert_eq!(rejections.len(), 1, "{err}");
+    assert!(rejections[0].url.ends_with("/apps/scope/session"));
+    assert!(matches!(
+        rejections[0].reason,
+        RejectReason::OverRunnerCeiling(_)
+    ));
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn stale_session_runner_is_paid_once_then_cooled_down() {
+    let d = live_only_devnet().await;
+    d.faults().set_live_stale_session(true);
+    let gw = lpgw_gateway::Gateway::new(settings(&d, Fallback::none())).unwrap();
+    let route = d.scope_runner().unwrap();
+    let err = within(30, gw.start(&StartRequest::new("scope")))
+        .await
+        .unwrap_err();
+    let reasons: Vec<String> = err.rejections().iter().map(|r| r.to_string()).collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("409") && r.contains("active session")),
+        "{reasons:#?}"
+    );
+    // The paid session was stopped at once.
+    assert!(d.live_sessions(&route).is_empty());
+    // A second start does not pay the broken runner again: it is on cool-down.
+    let err = within(30, gw.start(&StartRequest::new("scope")))
+        .await
+        .unwrap_err();
+    assert!(
+        err.rejections()
+            .iter()
+            .any(|r| matches!(r.reason, RejectReason::CoolingDown(_))),
+        "{err}"
+    );
+    d.shutdown().await;
+}
+
+async fn reserve_scope(d: &DevnetHandle) -> (lpgw_gateway::Gateway, lpgw_gateway::RunnerSession) {
+    let gw = lpgw_gateway::Gateway::new(settings(d, Fallback::none())).unwrap();
+    let found = within(
+        20,
+        gw.discover_runners(&RunnerFilter::app("live-video-to-video/scope")),
+    )
+    .await
+    .unwrap();
+    let offer = found
+        .offers
+        .iter()
+        .find(|o| o.mode == RunnerMode::Persistent)
+        .unwrap()
+        .clone();
+    let session = within(20, gw.reserve_session(&offer)).await.unwrap();
+    (gw, session)
+}
+
+#[tokio::test]
+async fn signer_481_mid_session_stops_payments() {
+    let d = live_only_devnet().await;
+    let (_gw, session) = reserve_scope(&d).await;
+    d.faults().push_signer_answers(&[481]);
+    within(20, session.ended()).await;
+    assert_eq!(session.funding_end(), Some(FundingEnd::PriceExceeded));
+    within(20, session.close()).await;
+    assert!(d.live_sessions(&d.scope_runner().unwrap()).is_empty());
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn payment_running_out_releases_the_session_and_the_gateway_notices() {
+    let d = live_only_devnet().await;
+    let (_gw, session) = reserve_scope(&d).await;
+    let route = d.scope_runner().unwrap();
+    assert_eq!(d.live_sessions(&route).len(), 1);
+    // The signer fails long enough for the prepaid balance (10 s) to run out; the meter
+    // releases the session, and the next payment finds it gone.
+    d.faults().push_signer_answers(&[500; 45]);
+    within(30, session.ended()).await;
+    assert_eq!(session.funding_end(), Some(FundingEnd::Released));
+    assert!(d.live_sessions(&route).is_empty());
+    within(20, session.close()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn signer_480_mid_session_refreshes_and_keeps_paying() {
+    let d = live_only_devnet().await;
+    let (_gw, session) = reserve_scope(&d).await;
+    d.faults().push_signer_answers(&[480]);
+    let t0 = std::time::Instant::now();
+    // The signer's 480 makes the loop fetch fresh parameters from `/refresh-payment`; a
+    // failed cycle afterwards is skipped, never fatal.
+    while session.payment_stats().refreshes == 0 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            session.payment_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(session.payment_stats().refreshes, 1);
+    assert!(session.funding_end().is_none());
+    within(20, session.close()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_runner_is_refused_with_503() {
+    let d = live_only_devnet().await;
+    let (gw, first) = reserve_scope(&d).await;
+    let offer = first.runner().clone();
+    // devnet's Scope runner holds two sessions.
+    let second = within(20, gw.reserve_session(&offer)).await.unwrap();
+    let err = within(20, gw.reserve_session(&offer)).await.unwrap_err();
+    assert_eq!(
+        err.rejections()[0].reason,
+        RejectReason::RunnerFull,
+        "{err}"
+    );
+    within(20, first.close()).await;
+    within(20, second.close()).await;
+    assert!(d.live_sessions(&d.scope_runner().unwrap()).is_empty());
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn serverless_scope_is_the_fallback_when_no_live_runner_is_left() {
+    // Offchain: serverless `/scope` needs no payment (spec §5.9).
+    let cfg = DevnetConfig {
+        live: LiveConfig {
+            live_only: true,
+            scope: Some(lpgw_devnet::ScopeRunnerConfig {
+                persistent: false,
+                ..lpgw_devnet::ScopeRunnerConfig::default()
+            }),
+            ..LiveConfig::default()
+        },
+        ..DevnetConfig::default()
+    };
+    let d = Devnet::start(cfg).await.unwrap();
+    let gw = lpgw_gateway::Gateway::new(settings(
+        &d,
+        Fallback {
+            serverless: true,
+            ..Fallback::none()
+        },
+    ))
+    .unwrap();
+    let job = within(30, gw.start(&StartRequest::new("scope")))
+        .await
+        .unwrap();
+    assert_eq!(job.route(), Route::Serverless);
+    let StartedJob::Scope(job) = job else {
+        panic!("not a scope job")
+    };
+    assert!(job.media().is_some());
+    assert!(job.runner_url().ends_with("/scope"));
+    job.update_params(&json!({"prompt": "rain"})).await.unwrap();
+    within(20, job.close()).await;
+    d.shutdown().await;
+}

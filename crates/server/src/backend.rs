@@ -1,0 +1,315 @@
+//! How jobs are started and driven: the one place that knows the gateway's job types.
+//! Every start goes through the gateway's routing policy ([`Gateway::start`]): live-runner
+//! models (default `scope`) through discovery → reserve → pay, others through the legacy
+//! LV2V flow, with fallbacks as the gateway settings say.
+
+use std::time::Duration;
+
+use lpgw_gateway::{
+    Error as GwError, Gateway, Lv2vJob, PaymentStats, Route, ScopeJob, Settings, StartRequest,
+    StartedJob, TlsMode,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Which start path served a job (the API's `flow`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Flow {
+    LiveRunner,
+    Lv2v,
+    Serverless,
+}
+
+impl Flow {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::LiveRunner => "live-runner",
+            Self::Lv2v => "lv2v",
+            Self::Serverless => "serverless",
+        }
+    }
+
+    pub(crate) const ALL: [Self; 3] = [Self::LiveRunner, Self::Lv2v, Self::Serverless];
+
+    /// Whether the runner speaks the Scope protocol (control updates wrapped as
+    /// `{"type":"parameters","params":...}`).
+    pub(crate) fn speaks_scope(self) -> bool {
+        matches!(self, Self::LiveRunner | Self::Serverless)
+    }
+}
+
+/// Wraps a Family B parameter update into the runner's control format: Scope runners
+/// (live-runner and serverless flows) take `{"type":"parameters","params":{...}}`, legacy
+/// LV2V runners take the parameters as they are.
+pub(crate) fn wrap_params(flow: Flow, params: Value) -> Value {
+    if flow.speaks_scope() {
+        json!({ "type": "parameters", "params": params })
+    } else {
+        params
+    }
+}
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub(crate) struct StartSpec {
+    pub(crate) model_id: String,
+    pub(crate) params: Option<Value>,
+    pub(crate) request_id: Option<String>,
+    pub(crate) stream_id: Option<String>,
+    /// An orchestrator the caller asked for (already checked against the allow-list).
+    pub(crate) orchestrator_url: Option<String>,
+}
+
+/// Starts jobs through the gateway.
+#[derive(Clone)]
+pub(crate) struct JobBackend {
+    gateway: Gateway,
+    settings: Settings,
+    starter: Starter,
+}
+
+impl JobBackend {
+    pub(crate) fn new(gateway: Gateway) -> Self {
+        let settings = gateway.settings().clone();
+        Self {
+            gateway,
+            settings,
+            starter: Starter::spawn(),
+        }
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Starts a job. A caller-chosen orchestrator gets its own short-lived gateway with
+    /// only that orchestrator (same signer, TLS policy and routing).
+    pub(crate) async fn start(&self, spec: &StartSpec) -> Result<RunningJob, GwError> {
+        let mut req = StartRequest::new(spec.model_id.clone());
+        req.params.clone_from(&spec.params);
+        req.request_id.clone_from(&spec.request_id);
+        req.stream_id.clone_from(&spec.stream_id);
+        let job = match &spec.orchestrator_url {
+            Some(url) => {
+                let mut s = self.settings.clone();
+                s.orchestrators = vec![url.clone()];
+                s.discovery_url = None;
+                self.starter.start(Gateway::new(s)?, req).await?
+            }
+            None => self.starter.start(self.gateway.clone(), req).await?,
+        };
+        Ok(match job {
+            StartedJob::Scope(j) => RunningJob::Scope(Box::new(j)),
+            StartedJob::Lv2v(j) => RunningJob::Lv2v(Box::new(j)),
+            other => {
+                other.close().await;
+                return Err(GwError::Config(
+                    "the gateway started an unknown job kind".into(),
+                ));
+            }
+        })
+    }
+}
+
+type StartReply = tokio::sync::oneshot::Sender<Result<StartedJob, GwError>>;
+
+/// Runs job starts on a thread of its own.
+///
+/// The future of [`Gateway::start`] cannot be proven `Send` by the compiler (runner
+/// discovery streams over borrowed strings), so it cannot run inside an HTTP handler
+/// directly. This thread runs a current-thread runtime with a `LocalSet` where it can; the
+/// started job's own tasks (control keepalive, events, payments) run on that runtime too,
+/// which lives as long as the service. The started job itself is `Send` and comes back to
+/// the caller.
+#[derive(Clone)]
+struct Starter {
+    tx: mpsc::UnboundedSender<(Gateway, StartRequest, StartReply)>,
+}
+
+impl Starter {
+    fn spawn() -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<(Gateway, StartRequest, StartReply)>();
+        let spawned = std::thread::Builder::new()
+            .name("lpgw-job-starter".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "job starter runtime failed to start");
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, async move {
+                    while let Some((gateway, req, reply)) = rx.recv().await {
+                        tokio::task::spawn_local(async move {
+                            let _ = reply.send(gateway.start(&req).await);
+                        });
+                    }
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::warn!(error = %e, "job starter thread failed to start");
+        }
+        Self { tx }
+    }
+
+    async fn start(&self, gateway: Gateway, req: StartRequest) -> Result<StartedJob, GwError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx
+            .send((gateway, req, reply))
+            .map_err(|_| GwError::Config("job starter is not running".into()))?;
+        rx.await
+            .map_err(|_| GwError::Config("job starter stopped".into()))?
+    }
+}
+
+/// A started job, whichever flow started it.
+#[derive(Debug)]
+pub(crate) enum RunningJob {
+    Lv2v(Box<Lv2vJob>),
+    Scope(Box<ScopeJob>),
+}
+
+/// Where the job's media goes, for the media bridge. Bearer capabilities: never logged or
+/// returned to API callers.
+#[derive(Clone)]
+pub(crate) struct MediaEndpoints {
+    pub(crate) publish_url: String,
+    pub(crate) subscribe_url: String,
+    pub(crate) insecure_tls: bool,
+}
+
+impl RunningJob {
+    pub(crate) fn flow(&self) -> Flow {
+        match self {
+            Self::Lv2v(_) => Flow::Lv2v,
+            Self::Scope(j) if j.runner_session().is_some() => Flow::LiveRunner,
+            Self::Scope(_) => Flow::Serverless,
+        }
+    }
+
+    /// The route, for logs.
+    pub(crate) fn route(&self) -> Route {
+        match self {
+            Self::Lv2v(_) => Route::Legacy,
+            Self::Scope(j) if j.runner_session().is_some() => Route::LiveRunner,
+            Self::Scope(_) => Route::Serverless,
+        }
+    }
+
+    pub(crate) fn orchestrator_url(&self) -> String {
+        match self {
+            Self::Lv2v(j) => j.orchestrator_url().to_string(),
+            Self::Scope(j) => j.runner_url().to_string(),
+        }
+    }
+
+    pub(crate) fn has_payment_session(&self, settings: &Settings) -> bool {
+        match self {
+            Self::Lv2v(_) => !settings.is_offchain(),
+            Self::Scope(j) => !settings.is_offchain() && j.runner_session().is_some(),
+        }
+    }
+
+    pub(crate) fn media(&self, settings: &Settings) -> Option<MediaEndpoints> {
+        let insecure_tls = settings.tls != TlsMode::SystemRoots;
+        match self {
+            Self::Lv2v(j) => Some(MediaEndpoints {
+                publish_url: j.urls().publish_url.clone(),
+                subscribe_url: j.urls().subscribe_url.clone(),
+                insecure_tls,
+            }),
+            Self::Scope(j) => j.media().map(|m| MediaEndpoints {
+                publish_url: m.input.clone(),
+                subscribe_url: m.output.clone(),
+                insecure_tls,
+            }),
+        }
+    }
+
+    pub(crate) fn has_control(&self) -> bool {
+        match self {
+            Self::Lv2v(j) => !j.urls().control_url.is_empty(),
+            Self::Scope(j) => !j.urls().control_url.is_empty(),
+        }
+    }
+
+    pub(crate) async fn send_control(&self, msg: &Value) -> Result<(), GwError> {
+        match self {
+            Self::Lv2v(j) => j.send_control(msg).await,
+            Self::Scope(j) => j.send_control(msg).await,
+        }
+    }
+
+    pub(crate) fn take_events(&mut self) -> Option<mpsc::Receiver<Value>> {
+        match self {
+            Self::Lv2v(j) => j.take_events(),
+            Self::Scope(j) => j.take_events(),
+        }
+    }
+
+    pub(crate) fn payment_stats(&self) -> PaymentStats {
+        match self {
+            Self::Lv2v(j) => j.payment_stats(),
+            Self::Scope(_) => PaymentStats::default(),
+        }
+    }
+
+    /// Whether the job ended on its own (or was closed).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Self::Lv2v(j) => j.is_closed(),
+            Self::Scope(j) => j.is_closed(),
+        }
+    }
+
+    /// A token the gateway cancels when the job ends, where it offers one.
+    pub(crate) fn cancellation_token(&self) -> Option<CancellationToken> {
+        match self {
+            Self::Lv2v(j) => Some(j.cancellation_token()),
+            Self::Scope(_) => None,
+        }
+    }
+
+    /// Why the job ended, as a message, when it ended on its own.
+    pub(crate) fn failure(&self) -> Option<String> {
+        match self {
+            Self::Lv2v(j) => match j.end_reason() {
+                None | Some(lpgw_gateway::EndReason::Closed) => None,
+                Some(r) => Some(format!("{r:?}")),
+            },
+            Self::Scope(j) => j.funding_end().map(|r| format!("{r:?}")),
+        }
+    }
+
+    /// Stops payments and the session, deletes the channels, bounded in time.
+    pub(crate) async fn close(self) {
+        match self {
+            Self::Lv2v(j) => j.close().await,
+            Self::Scope(j) => j.close().await,
+        }
+    }
+}
+
+/// How often a job without an end token is checked for having ended.
+pub(crate) const END_POLL: Duration = Duration::from_millis(250);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_flows_wrap_parameters_and_lv2v_does_not() {
+        let p = json!({"prompt": "a cat"});
+        assert_eq!(
+            wrap_params(Flow::LiveRunner, p.clone()),
+            json!({"type": "parameters", "params": {"prompt": "a cat"}})
+        );
+        assert_eq!(wrap_params(Flow::Lv2v, p.clone()), p);
+    }
+}

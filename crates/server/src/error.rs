@@ -1,0 +1,181 @@
+//! API errors: one JSON shape, `{"error": ..., "rejections"?: [{url, reason}]}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use lpgw_gateway::{Error as GwError, RejectReason};
+use serde_json::json;
+
+/// A configuration file or value is invalid.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+/// An error answered to an API caller.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiError {
+    pub(crate) status: StatusCode,
+    pub(crate) message: String,
+    /// `(url, reason)` per orchestrator tried, in order; `None` when not a start failure.
+    pub(crate) rejections: Option<Vec<(String, String)>>,
+}
+
+impl ApiError {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+            rejections: None,
+        }
+    }
+
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, message)
+    }
+
+    pub(crate) fn not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Job not found")
+    }
+
+    pub(crate) fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "Invalid or missing API key")
+    }
+
+    /// Maps a start failure: 503 when every candidate was out of capacity or unavailable,
+    /// 502 for other upstream failures, 500 for local ones.
+    pub(crate) fn from_start(err: &GwError) -> Self {
+        let rejections: Vec<(String, String)> = err
+            .rejections()
+            .iter()
+            .map(|r| (r.url.clone(), r.reason.to_string()))
+            .collect();
+        let status = match err {
+            GwError::Config(_) | GwError::Token(_) | GwError::Tls(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            _ if !err.rejections().is_empty()
+                && err.rejections().iter().all(|r| is_availability(&r.reason)) =>
+            {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            GwError::NoOrchestrators | GwError::NoDiscoverySource => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        Self {
+            status,
+            message: err.to_string(),
+            rejections: Some(rejections),
+        }
+    }
+}
+
+/// Capacity or reachability trouble, as opposed to a refusal or a broken answer.
+/// go-livepeer reports a full orchestrator to `GetOrchestrator` as `OrchestratorCapped`.
+pub(crate) fn is_availability(reason: &RejectReason) -> bool {
+    match reason {
+        RejectReason::InsufficientCapacity
+        | RejectReason::RunnerFull
+        | RejectReason::CoolingDown(_)
+        | RejectReason::Unavailable(_)
+        | RejectReason::Unreachable(_)
+        | RejectReason::Timeout(_) => true,
+        RejectReason::Rpc { message, .. } => message.contains("OrchestratorCapped"),
+        _ => false,
+    }
+}
+
+/// A short label for the rejection-reason metric.
+pub(crate) fn reason_label(reason: &RejectReason) -> &'static str {
+    match reason {
+        RejectReason::InvalidUrl(_) => "invalid_url",
+        RejectReason::Unreachable(_) => "unreachable",
+        RejectReason::Timeout(_) => "timeout",
+        RejectReason::Rpc { .. } => "rpc",
+        RejectReason::InvalidResponse(_) => "invalid_response",
+        RejectReason::OverPriceCeiling { .. } => "over_price_ceiling",
+        RejectReason::AuthTokenExpired => "auth_token_expired",
+        RejectReason::InsufficientCapacity => "insufficient_capacity",
+        RejectReason::PaymentRefused { .. } => "payment_refused",
+        RejectReason::CredentialsRefused(_) => "credentials_refused",
+        RejectReason::StartFailed { .. } => "start_failed",
+        RejectReason::SignerPriceExceeded(_) => "signer_price_exceeded",
+        RejectReason::RefreshLimit(_) => "refresh_limit",
+        RejectReason::Signer(_) => "signer",
+        RejectReason::OverRunnerCeiling(_) => "over_runner_ceiling",
+        RejectReason::RunnerFull => "runner_full",
+        RejectReason::RunnerRefused { .. } => "runner_refused",
+        RejectReason::CoolingDown(_) => "cooling_down",
+        RejectReason::AppCallFailed { .. } => "app_call_failed",
+        RejectReason::PaymentRequired => "payment_required",
+        RejectReason::ChallengeRetries(_) => "challenge_retries",
+        RejectReason::ScopeStart(_) => "scope_start",
+        RejectReason::Unavailable(_) => "unavailable",
+        _ => "other",
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({ "error": self.message });
+        if let Some(r) = self.rejections {
+            body["rejections"] = r
+                .into_iter()
+                .map(|(url, reason)| json!({ "url": url, "reason": reason }))
+                .collect();
+        }
+        (self.status, Json(body)).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lpgw_gateway::Rejection;
+
+    fn rej(reason: RejectReason) -> Rejection {
+        Rejection {
+            url: "https://o:1".into(),
+            reason,
+        }
+    }
+
+    #[test]
+    fn all_capacity_rejections_are_503_and_others_502() {
+        let capacity = GwError::NoOrchestratorAvailable {
+            rejections: vec![rej(RejectReason::InsufficientCapacity)],
+        };
+        let e = ApiError::from_start(&capacity);
+        assert_eq!(e.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(e.rejections.as_ref().map(Vec::len), Some(1));
+
+        let mixed = GwError::NoOrchestratorAvailable {
+            rejections: vec![
+                rej(RejectReason::InsufficientCapacity),
+                rej(RejectReason::StartFailed {
+                    status: 500,
+                    body: "boom".into(),
+                }),
+            ],
+        };
+        assert_eq!(ApiError::from_start(&mixed).status, StatusCode::BAD_GATEWAY);
+
+        let capped = GwError::StartFailed {
+            model: "noop".into(),
+            rejections: vec![
+                rej(RejectReason::Rpc {
+                    code: "Unknown".into(),
+                    message: "Invalid orchestrator request: OrchestratorCapped".into(),
+                }),
+                rej(RejectReason::Unavailable(
+                    "no live runner offers this app".into(),
+                )),
+            ],
+        };
+        assert_eq!(
+            ApiError::from_start(&capped).status,
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+    }
+}

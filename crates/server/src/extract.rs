@@ -1,0 +1,134 @@
+//! Request helpers shared by the routes: who is calling, and bodies read with limits and
+//! content-type checks that answer JSON errors (400, 413, 415) instead of plain text.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode, header};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::auth::{Owner, presented_key};
+use crate::error::ApiError;
+use crate::service::AppState;
+
+/// Query parameters every route may carry.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct KeyQuery {
+    pub(crate) api_key: Option<String>,
+}
+
+/// The caller, from headers (or the query where `allow_query`).
+pub(crate) fn caller(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_key: Option<&str>,
+    allow_query: bool,
+) -> Result<Owner, ApiError> {
+    state
+        .0
+        .keys
+        .check(presented_key(headers, query_key, allow_query))
+        .ok_or_else(ApiError::unauthorized)
+}
+
+/// Maps a body-read failure: over the limit is 413, anything else 400.
+pub(crate) fn body_error(e: &BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body too large")
+    } else {
+        ApiError::bad_request(format!("unreadable body: {e}"))
+    }
+}
+
+fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_ascii_lowercase()
+        })
+}
+
+/// A JSON object body. `None` when the body is empty and `optional`.
+pub(crate) fn json_object(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+    optional: bool,
+    limit: usize,
+) -> Result<Option<serde_json::Map<String, Value>>, ApiError> {
+    let body = body.map_err(|e| body_error(&e))?;
+    if body.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body too large",
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return if optional {
+            Ok(None)
+        } else {
+            Err(ApiError::bad_request("a JSON body is required"))
+        };
+    }
+    match content_type(headers).as_deref() {
+        Some("application/json") => {}
+        Some(m) if m.ends_with("+json") => {}
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: application/json",
+            ));
+        }
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// A JPEG body: `image/jpeg` (or no content type) only.
+pub(crate) fn jpeg_body(
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
+    match content_type(headers).as_deref() {
+        None | Some("image/jpeg" | "image/jpg" | "application/octet-stream") => {}
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "expected Content-Type: image/jpeg",
+            ));
+        }
+    }
+    body.map_err(|e| body_error(&e))
+}
+
+/// An optional string field; present but not a string is an error.
+pub(crate) fn opt_str(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<String>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
+    }
+}
+
+/// An optional object field.
+pub(crate) fn opt_object(
+    obj: &serde_json::Map<String, Value>,
+    key: &str,
+) -> Result<Option<Value>, ApiError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
+        Some(_) => Err(ApiError::bad_request(format!("{key} must be an object"))),
+    }
+}

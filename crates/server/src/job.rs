@@ -1,0 +1,338 @@
+//! The job registry shared by both API families: jobs, their owners, limits, and the
+//! tombstones of recently ended jobs (so `status` can say `stopped` and `publish` 410).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use axum::http::StatusCode;
+use serde_json::Value;
+use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
+
+use crate::auth::Owner;
+use crate::backend::{Flow, MediaEndpoints, RunningJob};
+use crate::error::ApiError;
+use crate::media::JobMedia;
+use crate::phase::{Phase, PhaseEvent};
+
+/// Ended jobs remembered for status queries.
+const TOMBSTONES: usize = 1024;
+/// Events buffered per SSE viewer before it loses the oldest.
+const EVENT_BUFFER: usize = 64;
+
+/// One job.
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) owner: Owner,
+    pub(crate) model_id: String,
+    pub(crate) flow: Flow,
+    pub(crate) created_at: f64,
+    pub(crate) orchestrator_url: String,
+    pub(crate) has_payment_session: bool,
+    pub(crate) has_control: bool,
+    /// Taken by `close`.
+    pub(crate) handle: tokio::sync::Mutex<Option<RunningJob>>,
+    /// Cancelled when the job ends, by a stop or because the gateway job ended.
+    pub(crate) cancel: CancellationToken,
+    pub(crate) endpoints: Option<MediaEndpoints>,
+    pub(crate) media: Mutex<Option<Arc<JobMedia>>>,
+    state: Mutex<JobState>,
+    pub(crate) events: broadcast::Sender<Value>,
+    /// WebSocket and SSE connections open now; a job with viewers is never idle.
+    pub(crate) viewers: AtomicUsize,
+}
+
+struct JobState {
+    phase: Phase,
+    error: Option<String>,
+    last_used: Instant,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Job")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Job {
+    pub(crate) fn new(
+        id: String,
+        owner: Owner,
+        model_id: String,
+        running: RunningJob,
+        settings: &lpgw_gateway::Settings,
+    ) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        Self {
+            id,
+            owner,
+            model_id,
+            flow: running.flow(),
+            created_at: unix_now(),
+            orchestrator_url: running.orchestrator_url(),
+            has_payment_session: running.has_payment_session(settings),
+            has_control: running.has_control(),
+            cancel: CancellationToken::new(),
+            endpoints: running.media(settings),
+            handle: tokio::sync::Mutex::new(Some(running)),
+            media: Mutex::new(None),
+            state: Mutex::new(JobState {
+                phase: Phase::Connecting,
+                error: None,
+                last_used: Instant::now(),
+            }),
+            events,
+            viewers: AtomicUsize::new(0),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, JobState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.state().phase
+    }
+
+    pub(crate) fn error(&self) -> Option<String> {
+        self.state().error.clone()
+    }
+
+    pub(crate) fn on(&self, event: PhaseEvent) {
+        let mut s = self.state();
+        s.phase = s.phase.next(event);
+    }
+
+    pub(crate) fn fail(&self, reason: String) {
+        let mut s = self.state();
+        s.phase = s.phase.next(PhaseEvent::Failed);
+        s.error.get_or_insert(reason);
+    }
+
+    pub(crate) fn touch(&self) {
+        self.state().last_used = Instant::now();
+    }
+
+    pub(crate) fn idle_for(&self) -> std::time::Duration {
+        self.state().last_used.elapsed()
+    }
+
+    pub(crate) fn media(&self) -> Option<Arc<JobMedia>> {
+        self.media.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub(crate) fn is_ended(&self) -> bool {
+        self.cancel.is_cancelled() || self.phase().is_terminal()
+    }
+}
+
+/// What is remembered of an ended job.
+#[derive(Debug, Clone)]
+pub(crate) struct Tombstone {
+    pub(crate) owner: Owner,
+    pub(crate) model_id: String,
+    pub(crate) flow: Flow,
+    pub(crate) created_at: f64,
+    pub(crate) phase: Phase,
+    pub(crate) error: Option<String>,
+}
+
+#[derive(Default)]
+struct Inner {
+    jobs: HashMap<String, Arc<Job>>,
+    /// Starts in flight per owner, counted against the limits.
+    pending: HashMap<Owner, usize>,
+    ended: HashMap<String, Tombstone>,
+    ended_order: VecDeque<String>,
+}
+
+/// All jobs.
+#[derive(Default)]
+pub(crate) struct Registry {
+    inner: Mutex<Inner>,
+    per_key: usize,
+    total: usize,
+}
+
+/// A slot taken against the limits while a job starts; released on drop unless the job was
+/// inserted.
+pub(crate) struct Reservation {
+    registry: Arc<Registry>,
+    owner: Owner,
+    live: bool,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.live {
+            self.registry.release(self.owner);
+        }
+    }
+}
+
+impl Registry {
+    pub(crate) fn new(per_key: usize, total: usize) -> Self {
+        Self {
+            inner: Mutex::default(),
+            per_key: per_key.max(1),
+            total: total.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn release(&self, owner: Owner) {
+        let mut g = self.lock();
+        if let Some(n) = g.pending.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    /// Takes a slot for `owner`, checking both limits and counting it in one step, so
+    /// concurrent starts cannot overshoot.
+    pub(crate) fn reserve(self: &Arc<Self>, owner: Owner) -> Result<Reservation, ApiError> {
+        let mut g = self.lock();
+        let owned = g.jobs.values().filter(|j| j.owner == owner).count();
+        let pending_owner = g.pending.get(&owner).copied().unwrap_or(0);
+        if owned + pending_owner >= self.per_key {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Job limit reached ({} per key)", self.per_key),
+            ));
+        }
+        let pending_all: usize = g.pending.values().sum();
+        if g.jobs.len() + pending_all >= self.total {
+            return Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!("Service job limit reached ({})", self.total),
+            ));
+        }
+        *g.pending.entry(owner).or_default() += 1;
+        Ok(Reservation {
+            registry: self.clone(),
+            owner,
+            live: true,
+        })
+    }
+
+    /// Turns a reservation into a registered job.
+    pub(crate) fn insert(&self, mut r: Reservation, job: Arc<Job>) {
+        let mut g = self.lock();
+        if let Some(n) = g.pending.get_mut(&r.owner) {
+            *n = n.saturating_sub(1);
+        }
+        r.live = false;
+        g.jobs.insert(job.id.clone(), job);
+    }
+
+    /// A job visible to `owner` (another owner's job is reported as absent).
+    pub(crate) fn get(&self, id: &str, owner: Owner) -> Option<Arc<Job>> {
+        self.lock()
+            .jobs
+            .get(id)
+            .filter(|j| j.owner == owner)
+            .cloned()
+    }
+
+    /// An ended job visible to `owner`.
+    pub(crate) fn tombstone(&self, id: &str, owner: Owner) -> Option<Tombstone> {
+        self.lock()
+            .ended
+            .get(id)
+            .filter(|t| t.owner == owner)
+            .cloned()
+    }
+
+    /// `owner`'s jobs, oldest first.
+    pub(crate) fn list(&self, owner: Owner) -> Vec<Arc<Job>> {
+        let mut v: Vec<_> = self
+            .lock()
+            .jobs
+            .values()
+            .filter(|j| j.owner == owner)
+            .cloned()
+            .collect();
+        v.sort_by(|a, b| a.created_at.total_cmp(&b.created_at));
+        v
+    }
+
+    pub(crate) fn all(&self) -> Vec<Arc<Job>> {
+        self.lock().jobs.values().cloned().collect()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.lock().jobs.len()
+    }
+
+    /// Removes a job and remembers it as ended. Returns it if it was still registered.
+    pub(crate) fn remove(&self, id: &str) -> Option<Arc<Job>> {
+        let mut g = self.lock();
+        let job = g.jobs.remove(id)?;
+        let tomb = Tombstone {
+            owner: job.owner,
+            model_id: job.model_id.clone(),
+            flow: job.flow,
+            created_at: job.created_at,
+            phase: job.phase(),
+            error: job.error(),
+        };
+        if g.ended_order.len() >= TOMBSTONES
+            && let Some(old) = g.ended_order.pop_front()
+        {
+            g.ended.remove(&old);
+        }
+        g.ended_order.push_back(id.to_string());
+        g.ended.insert(id.to_string(), tomb);
+        Some(job)
+    }
+
+    /// Updates a tombstone's phase after the job's close finished.
+    pub(crate) fn mark_ended(&self, id: &str, phase: Phase, error: Option<String>) {
+        if let Some(t) = self.lock().ended.get_mut(id) {
+            t.phase = phase;
+            if error.is_some() {
+                t.error = error;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reservations_count_against_the_per_key_limit_until_released() {
+        let r = Arc::new(Registry::new(2, 100));
+        let a = r.reserve(Owner::Key(0)).unwrap();
+        let _b = r.reserve(Owner::Key(0)).unwrap();
+        assert_eq!(
+            r.reserve(Owner::Key(0)).err().map(|e| e.status),
+            Some(StatusCode::TOO_MANY_REQUESTS)
+        );
+        // Another key has its own budget.
+        let _c = r.reserve(Owner::Key(1)).unwrap();
+        drop(a);
+        assert!(r.reserve(Owner::Key(0)).is_ok());
+    }
+
+    #[test]
+    fn total_limit_applies_across_keys() {
+        let r = Arc::new(Registry::new(10, 2));
+        let _a = r.reserve(Owner::Key(0)).unwrap();
+        let _b = r.reserve(Owner::Key(1)).unwrap();
+        assert!(r.reserve(Owner::Key(2)).is_err());
+    }
+}

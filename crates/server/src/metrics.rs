@@ -1,0 +1,216 @@
+//! Service counters and histograms, rendered in the Prometheus text format.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A fixed-bucket histogram of seconds.
+#[derive(Debug)]
+pub(crate) struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+    total: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+            total: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            if s <= *b {
+                c.fetch_add(1, Relaxed);
+            }
+        }
+        self.sum_us
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+        self.total.fetch_add(1, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", c.load(Relaxed));
+        }
+        let total = self.total.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+    }
+}
+
+const FRAME_BOUNDS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+const START_BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Why frames were dropped.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Drop {
+    /// The encoder fell behind; the oldest input frame went.
+    EncoderLag,
+    /// A viewer read too slowly; output frames for it were skipped.
+    SlowReader,
+    /// Larger than the frame limit.
+    Oversized,
+    /// Not a decodable image.
+    Invalid,
+}
+
+/// Every service-wide counter.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) frames_in: AtomicU64,
+    pub(crate) frames_out: AtomicU64,
+    dropped: [AtomicU64; 4],
+    pub(crate) jobs_started: AtomicU64,
+    pub(crate) start_failures: AtomicU64,
+    pub(crate) payments: AtomicU64,
+    pub(crate) frame_latency: Histogram,
+    pub(crate) start_latency: Histogram,
+    rejections: Mutex<BTreeMap<&'static str, u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            dropped: Default::default(),
+            jobs_started: AtomicU64::new(0),
+            start_failures: AtomicU64::new(0),
+            payments: AtomicU64::new(0),
+            frame_latency: Histogram::new(FRAME_BOUNDS),
+            start_latency: Histogram::new(START_BOUNDS),
+            rejections: Mutex::default(),
+        }
+    }
+}
+
+/// Job counts by flow and phase, taken from the registry at scrape time.
+pub(crate) type JobCounts = BTreeMap<(&'static str, &'static str), u64>;
+
+impl Metrics {
+    pub(crate) fn dropped(&self, why: Drop, n: u64) {
+        self.dropped[why as usize].fetch_add(n, Relaxed);
+    }
+
+    pub(crate) fn rejection(&self, reason: &'static str) {
+        *self
+            .rejections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// Prometheus text exposition.
+    pub(crate) fn render(&self, jobs: &JobCounts) -> String {
+        let mut o = String::new();
+        o.push_str("# HELP lpgw_jobs Jobs held by the service, by flow and phase.\n");
+        o.push_str("# TYPE lpgw_jobs gauge\n");
+        for ((flow, phase), n) in jobs {
+            let _ = writeln!(o, "lpgw_jobs{{flow=\"{flow}\",phase=\"{phase}\"}} {n}");
+        }
+        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        counter(
+            &mut o,
+            "lpgw_jobs_started_total",
+            "Jobs started.",
+            self.jobs_started.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "lpgw_job_start_failures_total",
+            "Job starts that failed.",
+            self.start_failures.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "lpgw_frames_in_total",
+            "Input frames received.",
+            self.frames_in.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "lpgw_frames_out_total",
+            "Output frames decoded.",
+            self.frames_out.load(Relaxed),
+        );
+        counter(
+            &mut o,
+            "lpgw_payments_total",
+            "Payments accepted by orchestrators (closed jobs).",
+            self.payments.load(Relaxed),
+        );
+        o.push_str("# HELP lpgw_frames_dropped_total Frames dropped, by reason.\n");
+        o.push_str("# TYPE lpgw_frames_dropped_total counter\n");
+        for (i, name) in ["encoder_lag", "slow_reader", "oversized", "invalid"]
+            .iter()
+            .enumerate()
+        {
+            let _ = writeln!(
+                o,
+                "lpgw_frames_dropped_total{{reason=\"{name}\"}} {}",
+                self.dropped[i].load(Relaxed)
+            );
+        }
+        o.push_str(
+            "# HELP lpgw_rejections_total Orchestrator rejections during job starts, by reason.\n",
+        );
+        o.push_str("# TYPE lpgw_rejections_total counter\n");
+        for (reason, n) in self
+            .rejections
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(o, "lpgw_rejections_total{{reason=\"{reason}\"}} {n}");
+        }
+        self.frame_latency.render(
+            &mut o,
+            "lpgw_frame_latency_seconds",
+            "Input to output latency per frame.",
+        );
+        self.start_latency
+            .render(&mut o, "lpgw_job_start_seconds", "Time to start a job.");
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_cumulative_buckets() {
+        let m = Metrics::default();
+        m.frames_in.fetch_add(3, Relaxed);
+        m.dropped(Drop::Invalid, 2);
+        m.rejection("timeout");
+        m.frame_latency.observe(Duration::from_millis(20));
+        m.frame_latency.observe(Duration::from_millis(200));
+        let mut jobs = JobCounts::new();
+        jobs.insert(("lv2v", "running"), 1);
+        let text = m.render(&jobs);
+        assert!(text.contains("lpgw_frames_in_total 3\n"));
+        assert!(text.contains("lpgw_frames_dropped_total{reason=\"invalid\"} 2\n"));
+        assert!(text.contains("lpgw_rejections_total{reason=\"timeout\"} 1\n"));
+        assert!(text.contains("lpgw_jobs{flow=\"lv2v\",phase=\"running\"} 1\n"));
+        assert!(text.contains("lpgw_frame_latency_seconds_bucket{le=\"0.025\"} 1\n"));
+        assert!(text.contains("lpgw_frame_latency_seconds_bucket{le=\"0.25\"} 2\n"));
+        assert!(text.contains("lpgw_frame_latency_seconds_count 2\n"));
+    }
+}

@@ -1,0 +1,203 @@
+//! Family A: the job API of the SDK-service web wrapper.
+//!
+//! The URLs handed back (`publish_url`, `subscribe_url`, `control_url`, `events_url`) are
+//! this service's own routes for the job, not the orchestrator's trickle channels: those are
+//! bearer capabilities that would let a caller bypass the gateway's keys and limits.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::auth::Owner;
+use crate::backend::StartSpec;
+use crate::error::ApiError;
+use crate::extract::{KeyQuery, caller, json_object, opt_object, opt_str};
+use crate::job::Job;
+use crate::service::AppState;
+
+/// `GET /health` (no key).
+pub(crate) async fn health(State(s): State<AppState>) -> Json<Value> {
+    Json(json!({
+        "status": "ok",
+        "active_jobs": s.active_jobs(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+/// Builds a start spec from a request object (shared with Family B).
+pub(crate) fn start_spec(
+    s: &AppState,
+    body: Option<&serde_json::Map<String, Value>>,
+) -> Result<StartSpec, ApiError> {
+    let empty = serde_json::Map::new();
+    let b = body.unwrap_or(&empty);
+    Ok(StartSpec {
+        model_id: opt_str(b, "model_id")?.unwrap_or_else(|| s.0.config.default_model.clone()),
+        params: opt_object(b, "params")?,
+        request_id: opt_str(b, "request_id")?,
+        stream_id: opt_str(b, "stream_id")?,
+        orchestrator_url: opt_str(b, "orchestrator_url")?,
+    })
+}
+
+pub(crate) fn job_urls(id: &str) -> Value {
+    json!({
+        "publish_url": format!("/stream/{id}/publish"),
+        "subscribe_url": format!("/ws/stream?job_id={id}"),
+        "control_url": format!("/job/{id}/control"),
+        "events_url": format!("/job/{id}/events"),
+    })
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// `POST /start-job`.
+pub(crate) async fn start_job(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let body = json_object(&headers, body, true, s.0.config.max_json_bytes)?;
+    let spec = start_spec(&s, body.as_ref())?;
+    let job = s.start_job(owner, spec).await?;
+    Ok(Json(merge(
+        json!({ "job_id": job.id, "model_id": job.model_id, "flow": job.flow.as_str() }),
+        job_urls(&job.id),
+    )))
+}
+
+fn lookup(s: &AppState, id: &str, owner: Owner) -> Result<Arc<Job>, ApiError> {
+    let job =
+        s.0.registry
+            .get(id, owner)
+            .ok_or_else(ApiError::not_found)?;
+    job.touch();
+    Ok(job)
+}
+
+fn summary(j: &Job) -> Value {
+    json!({
+        "job_id": j.id,
+        "model_id": j.model_id,
+        "flow": j.flow.as_str(),
+        "created_at": j.created_at,
+        "orchestrator_url": j.orchestrator_url,
+        "media_started": j.media().is_some(),
+        "phase": j.phase().as_str(),
+    })
+}
+
+/// `GET /jobs`: the caller's jobs only.
+pub(crate) async fn list_jobs(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let jobs: Vec<Value> =
+        s.0.registry
+            .list(owner)
+            .iter()
+            .map(|j| summary(j))
+            .collect();
+    Ok(Json(Value::Array(jobs)))
+}
+
+/// `GET /job/{id}`.
+pub(crate) async fn get_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j = lookup(&s, &id, owner)?;
+    let mut v = merge(summary(&j), job_urls(&j.id));
+    v["has_payment_session"] = j.has_payment_session.into();
+    if let Some(e) = j.error() {
+        v["error"] = e.into();
+    }
+    if let Some(m) = j.media() {
+        use std::sync::atomic::Ordering::Relaxed;
+        v["frames_in"] = m.counters.frames_in.load(Relaxed).into();
+        v["frames_out"] = m.counters.frames_out.load(Relaxed).into();
+        v["frames_dropped"] = (m.counters.dropped_lag.load(Relaxed)
+            + m.counters.dropped_invalid.load(Relaxed))
+        .into();
+    }
+    Ok(Json(v))
+}
+
+/// `DELETE /stop-job/{id}`.
+pub(crate) async fn stop_job(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j =
+        s.0.registry
+            .get(&id, owner)
+            .ok_or_else(ApiError::not_found)?;
+    s.stop_job(&j).await;
+    Ok(Json(json!({ "status": "stopped", "job_id": id })))
+}
+
+/// Sends a control message to a job.
+pub(crate) async fn send_control(j: &Job, msg: &Value) -> Result<(), ApiError> {
+    if !j.has_control {
+        return Err(ApiError::bad_request("Job has no control channel"));
+    }
+    let guard = j.handle.lock().await;
+    let Some(h) = guard.as_ref() else {
+        return Err(ApiError::new(axum::http::StatusCode::GONE, "job has ended"));
+    };
+    h.send_control(msg)
+        .await
+        .map_err(|e| ApiError::new(axum::http::StatusCode::GONE, e.to_string()))
+}
+
+/// `POST /job/{id}/control` with `{"message": {...}}`.
+pub(crate) async fn control(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j = lookup(&s, &id, owner)?;
+    let body = json_object(&headers, body, false, s.0.config.max_json_bytes)?.unwrap_or_default();
+    let msg = match body.get("message") {
+        Some(m @ Value::Object(_)) => m.clone(),
+        _ => return Err(ApiError::bad_request("message must be a JSON object")),
+    };
+    send_control(&j, &msg).await?;
+    Ok(Json(json!({ "status": "sent", "job_id": id })))
+}
+
+/// `GET /job/{id}/events` (key in a header or `?api_key=`).
+pub(crate) async fn events(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<KeyQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let owner = match caller(&s, &headers, q.api_key.as_deref(), true) {
+        Ok(o) => o,
+        Err(e) => return e.into_response(),
+    };
+    match lookup(&s, &id, owner) {
+        Ok(j) => crate::sse::events(&s, j).into_response(),
+        Err(e) => e.into_response(),
+    }
+}

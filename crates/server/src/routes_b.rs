@@ -1,0 +1,221 @@
+//! Family B: the stream API of the Daydream SDK service. Same registry as Family A: a
+//! stream is a job.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::backend::wrap_params;
+use crate::error::ApiError;
+use crate::extract::{KeyQuery, caller, jpeg_body, json_object};
+use crate::metrics::Drop;
+use crate::routes_a::{send_control, start_spec};
+use crate::service::AppState;
+
+fn stream_urls(id: &str) -> Value {
+    json!({
+        "publish_url": format!("/stream/{id}/publish"),
+        "subscribe_url": format!("/ws/stream?job_id={id}"),
+        "control_url": format!("/stream/{id}/control"),
+        "events_url": format!("/stream/{id}/events"),
+        "frame_url": format!("/stream/{id}/frame"),
+    })
+}
+
+/// `POST /stream/start`.
+pub(crate) async fn start(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let body = json_object(&headers, body, true, s.0.config.max_json_bytes)?;
+    let spec = start_spec(&s, body.as_ref())?;
+    let job = s.start_job(owner, spec).await?;
+    let mut v = json!({
+        "stream_id": job.id,
+        "model_id": job.model_id,
+        "flow": job.flow.as_str(),
+    });
+    if let (Some(o), Value::Object(u)) = (v.as_object_mut(), stream_urls(&job.id)) {
+        o.extend(u);
+    }
+    Ok(Json(v))
+}
+
+/// `GET /stream/{id}/status`: live jobs and recently ended ones.
+pub(crate) async fn status(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let owner = caller(&s, &headers, None, false)?;
+    if let Some(j) = s.0.registry.get(&id, owner) {
+        j.touch();
+        let mut v = json!({
+            "stream_id": j.id,
+            "phase": j.phase().as_str(),
+            "model_id": j.model_id,
+            "flow": j.flow.as_str(),
+            "created_at": j.created_at,
+            "orchestrator_url": j.orchestrator_url,
+            "media_started": j.media().is_some(),
+        });
+        if let Some(e) = j.error() {
+            v["error"] = e.into();
+        }
+        if let Some(m) = j.media() {
+            v["frames_in"] = m.counters.frames_in.load(Relaxed).into();
+            v["frames_out"] = m.counters.frames_out.load(Relaxed).into();
+            v["frames_dropped"] = (m.counters.dropped_lag.load(Relaxed)
+                + m.counters.dropped_invalid.load(Relaxed))
+            .into();
+        }
+        return Ok(Json(v));
+    }
+    let t =
+        s.0.registry
+            .tombstone(&id, owner)
+            .ok_or_else(ApiError::not_found)?;
+    let mut v = json!({
+        "stream_id": id,
+        "phase": t.phase.as_str(),
+        "model_id": t.model_id,
+        "flow": t.flow.as_str(),
+        "created_at": t.created_at,
+    });
+    if let Some(e) = t.error {
+        v["error"] = e.into();
+    }
+    Ok(Json(v))
+}
+
+/// `GET /stream/{id}/frame`: the newest processed frame, 204 when none yet.
+pub(crate) async fn frame(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j =
+        s.0.registry
+            .get(&id, owner)
+            .ok_or_else(ApiError::not_found)?;
+    j.touch();
+    match j.media().and_then(|m| m.newest()) {
+        Some(f) => Ok((
+            [
+                (header::CONTENT_TYPE, "image/jpeg"),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+            f.jpeg.clone(),
+        )
+            .into_response()),
+        None => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// `POST /stream/{id}/publish?seq=N`: one JPEG frame.
+pub(crate) async fn publish(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let Some(j) = s.0.registry.get(&id, owner) else {
+        if s.0.registry.tombstone(&id, owner).is_some() {
+            return Err(ApiError::new(StatusCode::GONE, "stream no longer exists"));
+        }
+        return Err(ApiError::not_found());
+    };
+    j.touch();
+    let body = match jpeg_body(&headers, body) {
+        Ok(b) => b,
+        Err(e) => {
+            if e.status == StatusCode::PAYLOAD_TOO_LARGE {
+                s.0.metrics.dropped(Drop::Oversized, 1);
+            }
+            return Err(e);
+        }
+    };
+    if !crate::media::looks_like_jpeg(&body) {
+        s.0.metrics.dropped(Drop::Invalid, 1);
+        return Err(ApiError::bad_request("the body is not a JPEG image"));
+    }
+    let media = s.media(&j)?;
+    media.push_jpeg(body, None);
+    Ok(Json(json!({ "status": "ok" })))
+}
+
+/// `POST /stream/{id}/control`: a JSON object of parameters, wrapped for the runner.
+pub(crate) async fn control(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j =
+        s.0.registry
+            .get(&id, owner)
+            .ok_or_else(ApiError::not_found)?;
+    j.touch();
+    let params = json_object(&headers, body, false, s.0.config.max_json_bytes)?.unwrap_or_default();
+    let msg = wrap_params(j.flow, Value::Object(params));
+    send_control(&j, &msg).await?;
+    Ok(Json(json!({ "status": "sent", "stream_id": id })))
+}
+
+/// `POST /stream/{id}/stop`.
+pub(crate) async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j =
+        s.0.registry
+            .get(&id, owner)
+            .ok_or_else(ApiError::not_found)?;
+    s.stop_job(&j).await;
+    Ok(Json(json!({ "status": "stopped", "stream_id": id })))
+}
+
+/// `GET /stream/{id}/events`.
+pub(crate) async fn events(
+    state: State<AppState>,
+    id: Path<String>,
+    q: Query<KeyQuery>,
+    headers: HeaderMap,
+) -> Response {
+    crate::routes_a::events(state, id, q, headers).await
+}
+
+/// `GET /streams`: the caller's streams.
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let streams: Vec<Value> =
+        s.0.registry
+            .list(owner)
+            .iter()
+            .map(|j| {
+                json!({
+                    "stream_id": j.id,
+                    "model_id": j.model_id,
+                    "flow": j.flow.as_str(),
+                    "phase": j.phase().as_str(),
+                    "created_at": j.created_at,
+                })
+            })
+            .collect();
+    Ok(Json(json!({ "streams": streams })))
+}

@@ -1,0 +1,371 @@
+//! The service core shared by both API families: starting, stopping and reaping jobs, their
+//! media and events, and shutdown.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use lpgw_gateway::Gateway;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, info, info_span, warn};
+
+use crate::auth::{Keys, Owner};
+use crate::backend::{JobBackend, StartSpec};
+use crate::config::ServerConfig;
+use crate::error::{ApiError, reason_label};
+use crate::job::{Job, Registry};
+use crate::media::{JobMedia, MediaSettings};
+use crate::metrics::{JobCounts, Metrics};
+use crate::phase::{Phase, PhaseEvent};
+
+/// The shared state of the service: configuration, keys, the job registry, the gateway and
+/// the metrics. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub(crate) Arc<Shared>);
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState").finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    pub(crate) keys: Keys,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) backend: JobBackend,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Cancelled when the service shuts down: WebSocket and SSE connections end.
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    /// Builds the state over a configured gateway.
+    pub fn new(config: ServerConfig, gateway: Gateway) -> Self {
+        let keys = Keys::new(&config.api_keys);
+        if keys.is_open() {
+            warn!(
+                "no API keys configured: the service is OPEN, anyone reaching it can start paid jobs"
+            );
+        }
+        let registry = Arc::new(Registry::new(config.max_jobs_per_key, config.max_jobs));
+        Self(Arc::new(Shared {
+            keys,
+            registry,
+            backend: JobBackend::new(gateway),
+            metrics: Arc::default(),
+            shutdown: CancellationToken::new(),
+            config,
+        }))
+    }
+
+    /// Jobs registered now.
+    pub fn active_jobs(&self) -> usize {
+        self.0.registry.len()
+    }
+
+    /// Stops every job (payments, sessions, channels), bounded by the shutdown timeout.
+    pub async fn close_all(&self) {
+        let jobs = self.0.registry.all();
+        if jobs.is_empty() {
+            return;
+        }
+        info!(jobs = jobs.len(), "closing every job");
+        let closes = jobs.into_iter().map(|j| {
+            let s = self.clone();
+            async move { s.stop_job(&j).await }
+        });
+        if tokio::time::timeout(
+            self.0.config.shutdown_timeout(),
+            futures::future::join_all(closes),
+        )
+        .await
+        .is_err()
+        {
+            warn!("jobs still closing after the shutdown timeout");
+        }
+    }
+}
+
+impl Shared {
+    /// Whether a caller may name this orchestrator: its `host[:port]` is on the allow-list.
+    fn orchestrator_allowed(&self, url: &str) -> bool {
+        let Ok(u) = url::Url::parse(url) else {
+            return false;
+        };
+        if !matches!(u.scheme(), "http" | "https") {
+            return false;
+        }
+        let Some(host) = u.host_str() else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        let with_port = u.port_or_known_default().map(|p| format!("{host}:{p}"));
+        self.config.orchestrator_allow_list.iter().any(|a| {
+            let a = a.trim().to_ascii_lowercase();
+            a == host || Some(&a) == with_port.as_ref()
+        })
+    }
+}
+
+/// Cancels the job's token when the gateway job ends on its own: at once where the gateway
+/// offers an end token, by polling otherwise.
+async fn link_end(job: Weak<Job>, gw_token: Option<CancellationToken>) {
+    let Some(ours) = job.upgrade().map(|j| j.cancel.clone()) else {
+        return;
+    };
+    match gw_token {
+        Some(t) => tokio::select! {
+            () = t.cancelled() => {}
+            () = ours.cancelled() => return,
+        },
+        None => loop {
+            tokio::select! {
+                () = ours.cancelled() => return,
+                () = tokio::time::sleep(crate::backend::END_POLL) => {}
+            }
+            let Some(j) = job.upgrade() else { return };
+            let ended = match j.handle.try_lock() {
+                Ok(g) => g.as_ref().is_none_or(|h| h.is_closed()),
+                Err(_) => false,
+            };
+            if ended {
+                break;
+            }
+        },
+    }
+    ours.cancel();
+}
+
+/// A fresh unguessable job id.
+fn new_job_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl AppState {
+    /// Starts a job for `owner`: checks the allow-list and the limits, starts it through the
+    /// gateway and registers it.
+    pub(crate) async fn start_job(
+        &self,
+        owner: Owner,
+        spec: StartSpec,
+    ) -> Result<Arc<Job>, ApiError> {
+        let s = &self.0;
+        if let Some(url) = &spec.orchestrator_url
+            && !s.orchestrator_allowed(url)
+        {
+            return Err(ApiError::bad_request(
+                "orchestrator_url is not allowed by this gateway",
+            ));
+        }
+        if s.shutdown.is_cancelled() {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting down",
+            ));
+        }
+        let reservation = s.registry.reserve(owner)?;
+        let id = new_job_id();
+        let span = info_span!("job", job_id = %id, model = %spec.model_id, owner = %owner.label());
+        let t0 = Instant::now();
+        let started = s.backend.start(&spec).instrument(span.clone()).await;
+        let mut running = match started {
+            Ok(r) => r,
+            Err(e) => {
+                s.metrics.start_failures.fetch_add(1, Relaxed);
+                for r in e.rejections() {
+                    s.metrics.rejection(reason_label(&r.reason));
+                }
+                span.in_scope(|| warn!(error = %e, "job start failed"));
+                return Err(ApiError::from_start(&e));
+            }
+        };
+        s.metrics.start_latency.observe(t0.elapsed());
+        s.metrics.jobs_started.fetch_add(1, Relaxed);
+        let events = running.take_events();
+        let gw_token = running.cancellation_token();
+        let route = running.route();
+        let job = Arc::new(Job::new(
+            id,
+            owner,
+            spec.model_id.clone(),
+            running,
+            s.backend.settings(),
+        ));
+        if job.flow.speaks_scope() && job.endpoints.is_some() {
+            // The gateway returns Scope jobs with their stream already started.
+            job.on(PhaseEvent::MediaReady);
+        }
+        s.registry.insert(reservation, job.clone());
+        span.in_scope(|| info!(flow = job.flow.as_str(), ?route, "job started"));
+        tokio::spawn(link_end(Arc::downgrade(&job), gw_token));
+
+        if let Some(mut rx) = events {
+            let weak = Arc::downgrade(&job);
+            tokio::spawn(
+                async move {
+                    while let Some(ev) = rx.recv().await {
+                        let Some(job) = weak.upgrade() else { break };
+                        if ev.get("type").and_then(Value::as_str) == Some("stream_started") {
+                            job.on(PhaseEvent::MediaReady);
+                        }
+                        let _ = job.events.send(ev);
+                    }
+                }
+                .instrument(span.clone()),
+            );
+        }
+        // The job may end on its own (session gone, price refused): mark it and clean up.
+        let this = self.clone();
+        let weak = Arc::downgrade(&job);
+        let cancel = job.cancel.clone();
+        tokio::spawn(
+            async move {
+                cancel.cancelled().await;
+                let Some(job) = weak.upgrade() else { return };
+                if this.0.registry.remove(&job.id).is_some() {
+                    let reason = match job.handle.lock().await.as_ref() {
+                        Some(h) => h.failure(),
+                        None => None,
+                    }
+                    .unwrap_or_else(|| "job ended".into());
+                    warn!(%reason, "job ended on its own");
+                    job.fail(reason.clone());
+                    this.finish(&job).await;
+                    this.0
+                        .registry
+                        .mark_ended(&job.id, Phase::Error, Some(reason));
+                }
+            }
+            .instrument(span),
+        );
+        Ok(job)
+    }
+
+    /// Stops a job: unregisters it, then stops payments and the session and deletes its
+    /// channels (bounded by the gateway's cleanup timeout).
+    pub(crate) async fn stop_job(&self, job: &Arc<Job>) {
+        if self.0.registry.remove(&job.id).is_none() {
+            return;
+        }
+        job.on(PhaseEvent::Stopped);
+        job.cancel.cancel();
+        self.finish(job).await;
+        self.0
+            .registry
+            .mark_ended(&job.id, job.phase(), job.error());
+        info!(job_id = %job.id, "job stopped");
+    }
+
+    async fn finish(&self, job: &Arc<Job>) {
+        let handle = job.handle.lock().await.take();
+        if let Some(h) = handle {
+            self.0
+                .metrics
+                .payments
+                .fetch_add(h.payment_stats().paid, Relaxed);
+            h.close().await;
+        }
+    }
+
+    /// The job's media pipeline, started on first use.
+    pub(crate) fn media(&self, job: &Arc<Job>) -> Result<Arc<JobMedia>, ApiError> {
+        let mut slot = job.media.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        if job.is_ended() {
+            return Err(ApiError::new(StatusCode::GONE, "job has ended"));
+        }
+        let Some(ends) = &job.endpoints else {
+            return Err(ApiError::bad_request("job has no media channels yet"));
+        };
+        let settings = MediaSettings {
+            fps: self.0.config.fps,
+            jpeg_quality: self.0.config.jpeg_quality,
+        };
+        let weak: Weak<Job> = Arc::downgrade(job);
+        let span = info_span!("media", job_id = %job.id);
+        let m = span
+            .in_scope(|| {
+                JobMedia::start(
+                    ends,
+                    settings,
+                    self.0.metrics.clone(),
+                    job.cancel.child_token(),
+                    move || {
+                        if let Some(j) = weak.upgrade() {
+                            j.on(PhaseEvent::OutputFrame);
+                        }
+                    },
+                )
+            })
+            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("media: {e}")))?;
+        *slot = Some(m.clone());
+        Ok(m)
+    }
+
+    /// Closes jobs nobody has used for the idle timeout, until shutdown.
+    pub(crate) async fn reap_idle(self) {
+        let idle = self.0.config.idle_timeout();
+        let period = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+        let mut tick = tokio::time::interval(period);
+        loop {
+            tokio::select! {
+                () = self.0.shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for job in self.0.registry.all() {
+                if job.viewers.load(Relaxed) == 0 && job.idle_for() >= idle {
+                    info!(job_id = %job.id, "closing idle job");
+                    self.stop_job(&job).await;
+                }
+            }
+        }
+    }
+
+    /// Job counts for `/metrics`.
+    pub(crate) fn job_counts(&self) -> JobCounts {
+        let mut m = JobCounts::new();
+        for f in crate::backend::Flow::ALL {
+            for p in Phase::ALL {
+                m.insert((f.as_str(), p.as_str()), 0);
+            }
+        }
+        for j in self.0.registry.all() {
+            *m.entry((j.flow.as_str(), j.phase().as_str())).or_default() += 1;
+        }
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shared(allow: &[&str]) -> AppState {
+        let config = ServerConfig {
+            orchestrator_allow_list: allow.iter().map(|s| s.to_string()).collect(),
+            ..ServerConfig::default()
+        };
+        AppState::new(
+            config,
+            Gateway::new(lpgw_gateway::Settings::default()).unwrap(),
+        )
+    }
+
+    #[test]
+    fn allow_list_matches_host_or_host_and_port() {
+        let s = shared(&["orch.example", "127.0.0.1:8935"]);
+        assert!(s.0.orchestrator_allowed("https://orch.example:9999"));
+        assert!(s.0.orchestrator_allowed("https://127.0.0.1:8935"));
+        assert!(!s.0.orchestrator_allowed("https://127.0.0.1:8936"));
+        assert!(!s.0.orchestrator_allowed("https://evil.example"));
+        assert!(!s.0.orchestrator_allowed("https://orch.example.evil.com"));
+        assert!(!s.0.orchestrator_allowed("file:///etc/passwd"));
+        assert!(!shared(&[]).0.orchestrator_allowed("https://orch.example"));
+    }
+}

@@ -1,0 +1,143 @@
+//! Shared test harness: a devnet, the service in front of it, and small clients.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
+use lpgw_server::{AppState, ServerConfig};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+
+/// Every test step is bounded by this.
+pub const STEP: Duration = Duration::from_secs(20);
+
+pub struct Harness {
+    pub devnet: Option<DevnetHandle>,
+    pub addr: SocketAddr,
+    pub base: String,
+    pub shutdown: CancellationToken,
+    pub server: tokio::task::JoinHandle<std::io::Result<()>>,
+    pub http: reqwest::Client,
+}
+
+pub fn devnet_config() -> DevnetConfig {
+    DevnetConfig {
+        tls: false,
+        status_interval: Duration::from_millis(300),
+        ..DevnetConfig::default()
+    }
+}
+
+impl Harness {
+    pub async fn start(config: ServerConfig) -> Self {
+        Self::start_with(config, devnet_config()).await
+    }
+
+    pub async fn start_with(config: ServerConfig, dn: DevnetConfig) -> Self {
+        let devnet = Devnet::start(dn).await.expect("devnet starts");
+        let settings = lpgw_gateway::Settings {
+            orchestrators: vec![devnet.orchestrator_url().to_string()],
+            ..lpgw_gateway::Settings::default()
+        };
+        let gateway = lpgw_gateway::Gateway::new(settings).expect("gateway");
+        let state = AppState::new(config, gateway);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(lpgw_server::run(listener, state, shutdown.clone()));
+        Self {
+            devnet: Some(devnet),
+            addr,
+            base: format!("http://{addr}"),
+            shutdown,
+            server,
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn devnet(&self) -> &DevnetHandle {
+        self.devnet.as_ref().expect("devnet running")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn ws_url(&self, query: &str) -> String {
+        format!("ws://{}/ws/stream?{query}", self.addr)
+    }
+
+    pub async fn post_json(&self, path: &str, key: Option<&str>, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        let resp = tokio::time::timeout(STEP, req.send())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        let resp = tokio::time::timeout(STEP, req.send())
+            .await
+            .unwrap()
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Stops the service (as SIGTERM would) and waits for it to exit.
+    pub async fn stop_service(&mut self) {
+        self.shutdown.cancel();
+        let server = std::mem::replace(&mut self.server, tokio::spawn(async { Ok(()) }));
+        tokio::time::timeout(Duration::from_secs(30), server)
+            .await
+            .expect("service exits in time")
+            .expect("service task")
+            .expect("service result");
+    }
+
+    pub async fn finish(mut self) {
+        self.stop_service().await;
+        if let Some(d) = self.devnet.take() {
+            d.shutdown().await;
+        }
+    }
+}
+
+/// A `size`×`size` JPEG filled with one colour.
+pub fn jpeg(size: u32, y: u8) -> Bytes {
+    let frame = lpgw_media::Yuv420Frame::filled(size, size, y, 128, 128);
+    lpgw_media::JpegEncoder::new(80)
+        .encode(&frame)
+        .expect("jpeg encodes")
+}
+
+/// Polls `f` until it is true or the step times out.
+pub async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
+    let deadline = tokio::time::Instant::now() + STEP;
+    while !f() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
