@@ -232,6 +232,56 @@ async fn start_sends_stdin_control_and_stops_at_end_of_input() {
 }
 
 #[tokio::test]
+async fn start_scope_reserves_a_live_runner_and_stops_it_at_the_end() {
+    let h = devnet(DevnetConfig::default()).await;
+    let route = h.scope_runner().expect("a bare devnet serves Scope");
+    let mut child = lpgw()
+        .args(["start", "--model", "scope", "--control-stdin"])
+        .args(["--orch", h.orchestrator_url()])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("lpgw starts");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let job = next_json(&mut lines).await;
+    assert_eq!(job["type"], "started", "{job}");
+    assert_eq!(job["flow"], "live-runner", "{job}");
+    assert!(
+        job["publish_url"].is_string() && job["subscribe_url"].is_string(),
+        "{job}"
+    );
+    assert_eq!(h.live_sessions(&route).len(), 1);
+    let msg = json!({"type": "parameters", "params": {"prompt": "a heron"}});
+    bounded(
+        "write stdin",
+        stdin.write_all(format!("{msg}\n").as_bytes()),
+    )
+    .await
+    .unwrap();
+    // The Scope runner acknowledges parameter updates on the events channel.
+    loop {
+        let ev = until_type(&mut lines, "event").await;
+        if ev["event"]["type"] == "parameters_ack" {
+            break;
+        }
+    }
+    drop(stdin);
+    let closed = until_type(&mut lines, "closed").await;
+    assert_eq!(closed["why"], "end of input");
+    let status = bounded("exit", child.wait()).await.expect("wait");
+    assert!(status.success(), "exit {status}");
+    // Closing the job stopped the reserved session at the orchestrator.
+    for _ in 0..50 {
+        if h.live_sessions(&route).is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(h.live_sessions(&route).is_empty());
+    h.shutdown().await;
+}
+
+#[tokio::test]
 async fn start_without_capacity_lists_rejections_and_fails() {
     let h = devnet(DevnetConfig::default()).await;
     h.faults().set_capacity(Some(0));
@@ -282,4 +332,30 @@ async fn devnet_command_prints_urls_and_stops_on_sigterm() {
     sigterm(&child);
     let status = bounded("devnet exit", child.wait()).await.expect("wait");
     assert!(status.success(), "exit {status}");
+}
+
+#[tokio::test]
+async fn discover_asks_the_signer_and_filters_by_model() {
+    let h = devnet(DevnetConfig {
+        models: vec!["noop".into()],
+        signer: true,
+        ..DevnetConfig::default()
+    })
+    .await;
+    let signer = h.signer_url().unwrap();
+    let run = |model: &'static str| {
+        lpgw()
+            .args(["discover", "--json", "--probe", "--signer", signer])
+            .args(["--model", model])
+            .output()
+    };
+    let out = bounded("discover", run("noop")).await.expect("lpgw runs");
+    assert!(out.status.success(), "exit {}", out.status);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["usable"][0]["url"], h.orchestrator_url(), "{v}");
+    assert_eq!(v["rejected"], json!([]));
+    let out = bounded("discover", run("other")).await.expect("lpgw runs");
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["usable"], json!([]), "{v}");
+    h.shutdown().await;
 }

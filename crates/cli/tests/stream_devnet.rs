@@ -273,20 +273,24 @@ async fn strength_scales_the_effect_and_relay_passes_segments_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lpgw_stream_records_the_processed_video() {
-    let dir = std::env::temp_dir().join(format!("lpgw-stream-{}", std::process::id()));
+    record_with_lpgw_stream("streamdiffusion").await;
+}
+
+/// `scope` goes through the live-runner flow: discovery, reservation, `POST {app}/scope`, the
+/// Scope control protocol, then media on the announced `in`/`out` channels.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lpgw_stream_through_a_scope_live_runner() {
+    record_with_lpgw_stream("scope").await;
+}
+
+async fn record_with_lpgw_stream(model: &str) {
+    let dir = std::env::temp_dir().join(format!("lpgw-stream-{model}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.ts");
     let status = bounded(
         "lpgw stream",
         tokio::process::Command::new(env!("CARGO_BIN_EXE_lpgw"))
-            .args([
-                "stream",
-                "--model",
-                "streamdiffusion",
-                "--devnet",
-                "--input",
-                "testsrc",
-            ])
+            .args(["stream", "--model", model, "--devnet", "--input", "testsrc"])
             .args([
                 "--duration",
                 "1.5",

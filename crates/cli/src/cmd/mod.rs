@@ -2,10 +2,12 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_media;
+pub(crate) mod bench_service;
 pub(crate) mod bench_start;
 pub(crate) mod bench_trickle;
 pub(crate) mod demo;
 pub(crate) mod devnet;
+pub(crate) mod job;
 pub(crate) mod orch;
 pub(crate) mod runners;
 pub(crate) mod serve;

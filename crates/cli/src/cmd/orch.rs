@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lpgw_gateway::{
-    Error, Gateway, Lv2vJob, MaxPrice, OrchestratorSummary, Settings, StartRequest, TlsMode, Token,
+    Error, Gateway, MaxPrice, OrchestratorSummary, Settings, StartRequest, TlsMode, Token,
     lv2v_cap, lv2v_capabilities,
 };
 use serde_json::{Value, json};
@@ -278,22 +278,6 @@ pub(crate) async fn discover(args: DiscoverArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The job as printed by `lpgw start`. The URLs are bearer capabilities: they are printed
-/// because using them is the point of the command.
-fn job_doc(job: &Lv2vJob, elapsed: Duration) -> Value {
-    let u = job.urls();
-    json!({
-        "type": "started",
-        "manifest_id": u.manifest_id,
-        "orchestrator": job.orchestrator_url(),
-        "publish_url": u.publish_url,
-        "subscribe_url": u.subscribe_url,
-        "control_url": u.control_url,
-        "events_url": u.events_url,
-        "start_ms": millis(elapsed),
-    })
-}
-
 fn rejections_doc(e: &Error) -> Value {
     let list: Vec<Value> = e
         .rejections()
@@ -313,16 +297,16 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let job = tokio::select! {
         () = shutdown.cancelled() => return Ok(()),
-        r = gateway.start_lv2v(&req) => r,
+        r = gateway.start(&req) => r,
     };
     let mut job = match job {
-        Ok(j) => j,
+        Ok(j) => super::job::CliJob::new(j)?,
         Err(e) => {
             print_line(&rejections_doc(&e));
             return Err(e.into());
         }
     };
-    print_line(&job_doc(&job, started.elapsed()));
+    print_line(&job.doc(started.elapsed()));
     let mut events = job.take_events();
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<Option<Value>>(4);
     // Without stdin control the sender stays here, so the receiver never reports the end.
@@ -361,8 +345,8 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let end = job.end_reason().map(|r| format!("{r:?}"));
-    let manifest = job.manifest_id().to_owned();
+    let end = job.end_reason();
+    let manifest = job.manifest_id();
     job.close().await;
     print_line(
         &json!({"type": "closed", "manifest_id": manifest, "why": reason,

@@ -13,7 +13,7 @@ use lpgw_bridge::{
     CancellationToken, FeedOptions, PublishOptions, StatsHandle, feed_output, publish_segments,
 };
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
-use lpgw_gateway::{Gateway, Settings, StartRequest};
+use lpgw_gateway::{Gateway, Settings, StartRequest, StartedJob};
 use lpgw_media::{
     CLOCK_HZ, DecodedFrame, EncoderConfig, FileSource, InputFrame, InputImage, LagPolicy,
     MediaError, Output, OutputConfig, OutputFormat, Publisher as MediaPublisher,
@@ -437,9 +437,36 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
         params: (!params.is_empty()).then(|| params.into()),
         ..StartRequest::new(args.model.clone())
     };
-    let mut job = gateway.start_lv2v(&req).await.context("starting the job")?;
-    eprintln!("job {} on {}", job.manifest_id(), job.orchestrator_url());
-    let mut events = job.take_events();
+    // The routing policy picks the flow: live-runner models (`scope`) through discovery,
+    // reservation and the Scope protocol, others through the legacy LV2V path.
+    let mut job = gateway.start(&req).await.context("starting the job")?;
+    let (events, ch) = match &mut job {
+        StartedJob::Lv2v(j) => {
+            eprintln!(
+                "job {} on {} (legacy lv2v)",
+                j.manifest_id(),
+                j.orchestrator_url()
+            );
+            let ch = JobChannels {
+                publish_url: j.urls().publish_url.clone(),
+                subscribe_url: j.urls().subscribe_url.clone(),
+            };
+            (j.take_events(), ch)
+        }
+        StartedJob::Scope(j) => {
+            let media = j
+                .media()
+                .context("the Scope stream announced no media channels")?;
+            let ch = JobChannels {
+                publish_url: media.input.clone(),
+                subscribe_url: media.output.clone(),
+            };
+            eprintln!("job {} (scope)", j.manifest_id());
+            (j.take_events(), ch)
+        }
+        _ => anyhow::bail!("this job type carries no video this command knows how to send"),
+    };
+    let mut events = events;
     let event_count = tokio::spawn(async move {
         let (mut n, mut last) = (0u64, None);
         if let Some(ev) = events.as_mut() {
@@ -476,10 +503,6 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
     };
     let (rec_tx, rec_rx) = mpsc::channel::<SegmentEvent>(64);
     let writer = tokio::spawn(write_output(args.output.clone(), rec_rx));
-    let ch = JobChannels {
-        publish_url: job.urls().publish_url.clone(),
-        subscribe_url: job.urls().subscribe_url.clone(),
-    };
     let result = run_through(&ch, opts, Some(rec_tx)).await;
     let written = writer.await?;
     job.close().await;
