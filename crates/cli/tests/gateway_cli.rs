@@ -314,6 +314,10 @@ async fn devnet_command_prints_urls_and_stops_on_sigterm() {
     assert!(orch.starts_with("https://127.0.0.1:"), "{urls}");
     assert!(urls["signer"].as_str().unwrap().starts_with("http://"));
     assert!(urls["signer_address"].as_str().unwrap().starts_with("0x"));
+    // External live runners register at the runner URL with the orchestrator secret.
+    assert!(urls["runner_url"].as_str().unwrap().starts_with("http"));
+    assert!(!urls["orch_secret"].as_str().unwrap().is_empty());
+    assert!(urls["scope_runner"].is_string(), "{urls}");
     // The printed token is enough for a gateway: it names the orchestrator and signer.
     let token = urls["token"].as_str().unwrap();
     let out = bounded(

@@ -12,7 +12,8 @@ use lpgw_proto::{OrchestratorInfo, PaymentResult};
 use prost::Message as _;
 use serde_json::{Value, json};
 
-const WEI_PER_SEC: i64 = 1_388_888_888_888;
+/// The default Scope runner price, 2 USD per hour at 2000 USD per ETH.
+const WEI_PER_SEC: i64 = 277_777_777_777;
 
 fn priced() -> DevnetConfig {
     DevnetConfig {
@@ -158,6 +159,38 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
     assert_eq!(res.auth_token.unwrap().session_id, mid);
     assert_eq!(res.price_info.unwrap().price_per_unit, WEI_PER_SEC);
     assert!(h.balance(h.signer_address(), &mid) >= before);
+
+    // After a `480`, `/refresh-payment` hands out the session's own ticket parameters (worth
+    // seconds of the runner's price, not the LV2V ones), so the signer still pays with them.
+    let r = bounded(
+        http()
+            .post(format!("{svc}/refresh-payment"))
+            .json(&json!({"sender": h.signer_address(), "manifest_id": mid}))
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let fresh: Value = r.json().await.unwrap();
+    let fresh_params = fresh["payment_params"].as_str().unwrap().to_string();
+    let fresh_info = OrchestratorInfo::decode(
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &fresh_params)
+            .unwrap()
+            .as_slice(),
+    )
+    .unwrap();
+    let (tp, fresh_tp) = (
+        info.ticket_params.as_ref().unwrap(),
+        fresh_info.ticket_params.as_ref().unwrap(),
+    );
+    assert_eq!(
+        (&fresh_tp.face_value, &fresh_tp.win_prob),
+        (&tp.face_value, &tp.win_prob)
+    );
+    assert_eq!(fresh_info.price_info.unwrap().price_per_unit, WEI_PER_SEC);
+    let again = generate(&h, json!({"orchestrator": fresh_params, "ManifestID": mid, "type": "live", "state": next.body["state"]})).await;
+    // Paid with them, or nothing due yet (`482`); never "too many tickets".
+    assert!(matches!(again.status, 200 | 482), "{:?}", again.body);
     // Payment for a missing session: 404.
     let r = bounded(
         http()

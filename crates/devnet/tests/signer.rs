@@ -145,18 +145,19 @@ async fn refresh_480_when_auth_token_is_in_its_last_tenth() {
 async fn price_ceiling_481_and_doubling_481() {
     let h = devnet(priced()).await;
     let info = paid_info(&h, "noop").await;
-    // 1 wei per pixel is 27 648 000 wei per 720p-second: above a ceiling of 1000.
+    // The `lv2v` ceiling is per pixel, compared as is with the price (1 wei per pixel):
+    // 0.5 is below it, the discovery price padded by 1.2 % is above.
     let r = generate(
         &h,
         json!({ "orchestrator": b64(&info), "type": "lv2v",
-                "maxPrice": {"price": 1000, "currency": "wei", "unit": "720p-pixel-seconds"} }),
+                "maxPrice": {"price": "0.5", "currency": "wei", "unit": "720p-pixel-seconds"} }),
     )
     .await;
-    assert_eq!(r.status, 481);
+    assert_eq!(r.status, 481, "{:?}", r.body);
     let ok = generate(
         &h,
         json!({ "orchestrator": b64(&info), "type": "lv2v",
-                "maxPrice": {"price": 30_000_000, "currency": "WEI", "unit": "720p-pixel-seconds"} }),
+                "maxPrice": {"price": 1.012, "currency": "WEI", "unit": "720p-pixel-seconds"} }),
     )
     .await;
     assert_eq!(ok.status, 200, "{:?}", ok.body);

@@ -6,7 +6,8 @@
 //! - [`Token`] and [`Settings`]: configuration, with token values winning;
 //! - [`Gateway::discover`]: the orchestrator list (explicit, discovery URL, or the signer);
 //! - [`Gateway::orchestrator_info`]: gRPC `GetOrchestrator` over HTTP/2, TLS pinned on first use
-//!   by default ([`TlsMode`]), h2c for `http://` orchestrators;
+//!   by default ([`TlsMode`]), h2c for `http://` orchestrators; connections are kept per
+//!   orchestrator for later probes, and a job's trickle channels use the same TLS policy and pins;
 //! - [`Gateway::candidates`] / [`Gateway::probe_all`]: concurrent probes, fastest first, with a
 //!   [`Rejection`] for every orchestrator not used;
 //! - [`Gateway::start_lv2v`]: pay, `POST /live-video-to-video`, fall through to the next

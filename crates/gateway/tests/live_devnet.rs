@@ -53,12 +53,17 @@ fn settings(d: &DevnetHandle, fallback: Fallback) -> Settings {
     };
     s.live.fallback = fallback;
     s.live.payment_interval = Duration::from_millis(300);
-    // devnet's Scope runner costs 10 USD/hour: allow it.
-    s.live.ceiling = RunnerPriceCeiling {
-        usd_per_hour: 20.0,
-        ..RunnerPriceCeiling::default()
-    };
+    // devnet's Scope runner (2 USD/hour) is within the default ceiling (5 USD/hour).
+    assert_eq!(s.live.ceiling, RunnerPriceCeiling::default());
     s
+}
+
+/// A ceiling below devnet's Scope runner price (2 USD/hour).
+fn low_ceiling() -> RunnerPriceCeiling {
+    RunnerPriceCeiling {
+        usd_per_hour: 1.0,
+        ..RunnerPriceCeiling::default()
+    }
 }
 
 #[tokio::test]
@@ -85,7 +90,7 @@ async fn legacy_is_refused_but_the_live_runner_path_is_admitted() {
         .find(|o| o.mode == RunnerMode::Persistent)
         .expect("a persistent scope runner");
     assert!(persistent.capacity_available > 0);
-    assert_eq!(persistent.price.unwrap().wei, 1_388_888_888_888);
+    assert_eq!(persistent.price.unwrap().wei, 277_777_777_777);
 
     // The live-runner path: discover, reserve, pay the challenge, start the stream.
     let mut req = StartRequest::new("scope");
@@ -131,7 +136,7 @@ async fn every_attempt_is_listed_in_the_error() {
     let d = live_only_devnet().await;
     let mut s = settings(&d, Fallback::none());
     // Every runner is above this ceiling.
-    s.live.ceiling = RunnerPriceCeiling::default();
+    s.live.ceiling = low_ceiling();
     s.live.fallback.legacy = true;
     let gw = lpgw_gateway::Gateway::new(s).unwrap();
     let err = within(30, gw.start(&StartRequest::new("scope")))
@@ -146,8 +151,8 @@ async fn every_attempt_is_listed_in_the_error() {
     assert!(
         reasons
             .iter()
-            .any(|r| r.contains("1388888888888 wei/seconds")
-                && r.contains("694444444444 wei/seconds")),
+            .any(|r| r.contains("277777777777 wei/seconds")
+                && r.contains("138888888888 wei/seconds")),
         "{reasons:#?}"
     );
     // ...and the legacy fallback had no capacity.
@@ -156,7 +161,7 @@ async fn every_attempt_is_listed_in_the_error() {
 
     // With fallback disabled, only the live-runner attempt is made and listed.
     let mut s = settings(&d, Fallback::none());
-    s.live.ceiling = RunnerPriceCeiling::default();
+    s.live.ceiling = low_ceiling();
     let gw = lpgw_gateway::Gateway::new(s).unwrap();
     let err = within(30, gw.start(&StartRequest::new("scope")))
         .await
@@ -292,8 +297,14 @@ async fn a_full_runner_is_refused_with_503() {
 
 #[tokio::test]
 async fn serverless_scope_is_the_fallback_when_no_live_runner_is_left() {
-    // Offchain: serverless `/scope` needs no payment (spec §5.9).
+    // Paid: the gateway caps the signer at the serverless runner's per-pixel discovery price.
     let cfg = DevnetConfig {
+        price: Some(PriceConfig {
+            per_unit: 1,
+            pixels_per_unit: 1,
+        }),
+        signer: true,
+        payment_interval: Duration::from_millis(500),
         live: LiveConfig {
             live_only: true,
             scope: Some(lpgw_devnet::ScopeRunnerConfig {

@@ -12,6 +12,7 @@ use lpgw_gateway::{
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
 /// Which start path served a job (the API's `flow`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +67,8 @@ pub(crate) struct StartSpec {
 pub(crate) struct JobBackend {
     gateway: Gateway,
     settings: Settings,
-    starter: Starter,
+    /// Jobs that finished starting after their caller had gone, and were closed.
+    orphans_closed: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl JobBackend {
@@ -75,7 +77,7 @@ impl JobBackend {
         Self {
             gateway,
             settings,
-            starter: Starter::spawn(),
+            orphans_closed: std::sync::Arc::default(),
         }
     }
 
@@ -83,22 +85,43 @@ impl JobBackend {
         &self.settings
     }
 
-    /// Starts a job. A caller-chosen orchestrator gets its own short-lived gateway with
-    /// only that orchestrator (same signer, TLS policy and routing).
+    /// Starts a job on the service's runtime (the gateway's start future is `Send`). A
+    /// caller-chosen orchestrator gets its own short-lived gateway with only that
+    /// orchestrator (same signer, TLS policy and routing).
+    ///
+    /// The start runs as a task of its own: a caller that goes away mid-start (client
+    /// disconnect drops the handler) must not abandon a half-started job, so a job that
+    /// nobody is waiting for any more is closed (payments, session, channels).
     pub(crate) async fn start(&self, spec: &StartSpec) -> Result<RunningJob, GwError> {
         let mut req = StartRequest::new(spec.model_id.clone());
         req.params.clone_from(&spec.params);
         req.request_id.clone_from(&spec.request_id);
         req.stream_id.clone_from(&spec.stream_id);
-        let job = match &spec.orchestrator_url {
+        let gateway = match &spec.orchestrator_url {
             Some(url) => {
                 let mut s = self.settings.clone();
                 s.orchestrators = vec![url.clone()];
                 s.discovery_url = None;
-                self.starter.start(Gateway::new(s)?, req).await?
+                Gateway::new(s)?
             }
-            None => self.starter.start(self.gateway.clone(), req).await?,
+            None => self.gateway.clone(),
         };
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let orphans = self.orphans_closed.clone();
+        tokio::spawn(
+            async move {
+                let started = gateway.start(&req).await;
+                if let Err(Ok(orphan)) = reply.send(started) {
+                    tracing::debug!("job started after its caller left: closing it");
+                    orphan.close().await;
+                    orphans.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            .in_current_span(),
+        );
+        let job = rx
+            .await
+            .map_err(|_| GwError::Config("job start task ended without an answer".into()))??;
         Ok(match job {
             StartedJob::Scope(j) => RunningJob::Scope(Box::new(j)),
             StartedJob::Lv2v(j) => RunningJob::Lv2v(Box::new(j)),
@@ -109,62 +132,6 @@ impl JobBackend {
                 ));
             }
         })
-    }
-}
-
-type StartReply = tokio::sync::oneshot::Sender<Result<StartedJob, GwError>>;
-
-/// Runs job starts on a thread of its own.
-///
-/// The future of [`Gateway::start`] cannot be proven `Send` by the compiler (runner
-/// discovery streams over borrowed strings), so it cannot run inside an HTTP handler
-/// directly. This thread runs a current-thread runtime with a `LocalSet` where it can; the
-/// started job's own tasks (control keepalive, events, payments) run on that runtime too,
-/// which lives as long as the service. The started job itself is `Send` and comes back to
-/// the caller.
-#[derive(Clone)]
-struct Starter {
-    tx: mpsc::UnboundedSender<(Gateway, StartRequest, StartReply)>,
-}
-
-impl Starter {
-    fn spawn() -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<(Gateway, StartRequest, StartReply)>();
-        let spawned = std::thread::Builder::new()
-            .name("lpgw-job-starter".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "job starter runtime failed to start");
-                        return;
-                    }
-                };
-                let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, async move {
-                    while let Some((gateway, req, reply)) = rx.recv().await {
-                        tokio::task::spawn_local(async move {
-                            let _ = reply.send(gateway.start(&req).await);
-                        });
-                    }
-                });
-            });
-        if let Err(e) = spawned {
-            tracing::warn!(error = %e, "job starter thread failed to start");
-        }
-        Self { tx }
-    }
-
-    async fn start(&self, gateway: Gateway, req: StartRequest) -> Result<StartedJob, GwError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send((gateway, req, reply))
-            .map_err(|_| GwError::Config("job starter is not running".into()))?;
-        rx.await
-            .map_err(|_| GwError::Config("job starter stopped".into()))?
     }
 }
 
@@ -302,6 +269,58 @@ pub(crate) const END_POLL: Duration = Duration::from_millis(250);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A caller that goes away mid-start (its future dropped after the first poll) must not
+    /// leave a running job behind: the start finishes in its own task and closes the job.
+    #[tokio::test]
+    async fn a_job_whose_caller_left_during_start_is_closed() {
+        let devnet = lpgw_devnet::Devnet::start(lpgw_devnet::DevnetConfig {
+            tls: false,
+            models: vec!["relay".into()],
+            ..lpgw_devnet::DevnetConfig::default()
+        })
+        .await
+        .expect("devnet");
+        let gw = Gateway::new(Settings {
+            orchestrators: vec![devnet.orchestrator_url().to_owned()],
+            ..Settings::default()
+        })
+        .expect("gateway");
+        let backend = JobBackend::new(gw);
+        let spec = StartSpec {
+            model_id: "relay".into(),
+            params: None,
+            request_id: None,
+            stream_id: None,
+            orchestrator_url: None,
+        };
+        let dropped = tokio::time::timeout(Duration::ZERO, backend.start(&spec)).await;
+        assert!(dropped.is_err(), "the start finished on its first poll");
+        let orphans = backend.orphans_closed.clone();
+        tokio::time::timeout(Duration::from_secs(15), async {
+            while orphans.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("the orphaned job was never closed");
+        assert_eq!(
+            devnet.active_sessions(),
+            0,
+            "the orphaned session is still running"
+        );
+        assert_eq!(devnet.capacity_in_use("relay"), 0);
+        // Its slot is free for the next caller.
+        let job = tokio::time::timeout(Duration::from_secs(15), backend.start(&spec))
+            .await
+            .expect("second start timed out")
+            .expect("second start");
+        assert_eq!(devnet.active_sessions(), 1);
+        tokio::time::timeout(Duration::from_secs(15), job.close())
+            .await
+            .expect("close timed out");
+        devnet.shutdown().await;
+    }
 
     #[test]
     fn scope_flows_wrap_parameters_and_lv2v_does_not() {

@@ -40,7 +40,7 @@ pub(crate) struct MediaBenchArgs {
 }
 
 /// Process CPU time (user + system) in seconds, from `/proc/self/stat` (USER_HZ = 100).
-fn cpu_secs() -> Option<f64> {
+pub(crate) fn cpu_secs() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let rest = stat.get(stat.rfind(')')? + 2..)?;
     let mut it = rest.split_whitespace().skip(11);

@@ -4,7 +4,10 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Args;
-use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, Faults, PriceConfig};
+use lpgw_devnet::{
+    Devnet, DevnetConfig, DevnetHandle, Faults, LiveConfig, PriceConfig, ScopeRunnerConfig,
+    UsdPriceConfig,
+};
 use lpgw_gateway::Token;
 use serde_json::json;
 
@@ -42,9 +45,39 @@ pub(crate) struct DevnetArgs {
     /// Seconds between the runner's status events.
     #[arg(long, default_value_t = 10)]
     status_interval_secs: u64,
+    /// An orchestrator with only live runners: no AI-worker LV2V capacity, so
+    /// `/live-video-to-video` answers `503 insufficient capacity`.
+    #[arg(long)]
+    live_only: bool,
+    /// USD per ETH used to convert live-runner prices to wei.
+    #[arg(long, default_value_t = 2000.0)]
+    eth_usd: f64,
+    /// Price of the built-in Scope runner as `USD/UNIT` (unit `hour`, `720p` or `fixed`),
+    /// charged when `--price` makes the devnet paid.
+    #[arg(long, default_value = "2/hour", value_parser = parse_usd_price)]
+    scope_price: UsdPriceConfig,
+    /// Register no built-in Scope runner (neither persistent nor serverless).
+    #[arg(long)]
+    no_scope: bool,
     /// Print the URLs as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// `USD/UNIT`, e.g. `2/hour`, `0.01/720p`, `1/fixed`.
+fn parse_usd_price(s: &str) -> Result<UsdPriceConfig, String> {
+    let (price, unit) = s
+        .split_once('/')
+        .ok_or_else(|| format!("expected USD/UNIT such as 2/hour, got {s:?}"))?;
+    let price = price.trim().trim_start_matches('$');
+    if !price.parse::<f64>().is_ok_and(|p| p.is_finite() && p > 0.0) {
+        return Err(format!("price must be a positive decimal, got {price:?}"));
+    }
+    let unit = unit.trim().to_ascii_lowercase();
+    if !matches!(unit.as_str(), "hour" | "720p" | "fixed") {
+        return Err(format!("unit must be hour, 720p or fixed, got {unit:?}"));
+    }
+    Ok(UsdPriceConfig::new(price, unit))
 }
 
 impl DevnetArgs {
@@ -63,6 +96,15 @@ impl DevnetArgs {
                 latency: Duration::from_millis(self.latency_ms),
                 ..Faults::default()
             },
+            live: LiveConfig {
+                live_only: self.live_only,
+                eth_usd: self.eth_usd,
+                scope: (!self.no_scope).then(|| ScopeRunnerConfig {
+                    price: self.scope_price.clone(),
+                    ..ScopeRunnerConfig::default()
+                }),
+                ..LiveConfig::default()
+            },
             ..DevnetConfig::default()
         }
     }
@@ -80,6 +122,9 @@ pub(crate) fn describe(h: &DevnetHandle) -> serde_json::Value {
         "signer": h.signer_url(),
         "signer_address": h.signer_url().map(|_| h.signer_address()),
         "token": token.encode(),
+        "runner_url": h.runner_url(),
+        "orch_secret": h.orch_secret(),
+        "scope_runner": h.scope_runner(),
     })
 }
 
@@ -95,7 +140,22 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
             println!("signer:         {s}");
             println!("signer address: {}", handle.signer_address());
         }
-        println!("models:         {}", args.models.join(","));
+        if args.live_only {
+            println!("models:         (live runners only)");
+        } else {
+            println!("models:         {}", args.models.join(","));
+        }
+        if let Some(route) = handle.scope_runner() {
+            println!(
+                "scope runner:   {route} ({}/{})",
+                args.scope_price.price, args.scope_price.unit
+            );
+        }
+        // External live runners register here with the orchestrator secret.
+        println!("runner url:     {}", handle.runner_url());
+        if let Some(secret) = handle.orch_secret() {
+            println!("orch secret:    {secret}");
+        }
         println!(
             "token:          {}",
             info["token"].as_str().unwrap_or_default()
@@ -106,4 +166,56 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
     tracing::info!(sessions = handle.active_sessions(), "stopping devnet");
     handle.shutdown().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scope_price_is_usd_per_unit() {
+        assert_eq!(
+            parse_usd_price("2/hour"),
+            Ok(UsdPriceConfig::new("2", "hour"))
+        );
+        assert_eq!(
+            parse_usd_price("$0.01/720P"),
+            Ok(UsdPriceConfig::new("0.01", "720p"))
+        );
+        for bad in ["2", "0/hour", "-1/hour", "x/hour", "2/day", "2/"] {
+            assert!(parse_usd_price(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn live_flags_reach_the_config() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: DevnetArgs,
+        }
+        let cfg = Cli::parse_from(["x"]).args.config();
+        let scope = cfg.live.scope.expect("scope by default");
+        assert_eq!(scope.price, UsdPriceConfig::new("2", "hour"));
+        assert!(!cfg.live.live_only);
+        let cfg = Cli::parse_from([
+            "x",
+            "--live-only",
+            "--eth-usd",
+            "3000",
+            "--scope-price",
+            "0.5/fixed",
+        ])
+        .args
+        .config();
+        assert!(cfg.live.live_only);
+        assert!((cfg.live.eth_usd - 3000.0).abs() < f64::EPSILON);
+        assert_eq!(
+            cfg.live.scope.expect("scope").price,
+            UsdPriceConfig::new("0.5", "fixed")
+        );
+        let cfg = Cli::parse_from(["x", "--no-scope"]).args.config();
+        assert!(cfg.live.scope.is_none());
+    }
 }

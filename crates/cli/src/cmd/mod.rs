@@ -2,6 +2,8 @@
 
 pub(crate) mod bench;
 pub(crate) mod bench_media;
+pub(crate) mod bench_scope;
+pub(crate) mod bench_service;
 pub(crate) mod bench_start;
 pub(crate) mod bench_trickle;
 pub(crate) mod demo;

@@ -251,12 +251,12 @@ impl Orch {
     }
 }
 
-/// The orchestrator's router: HTTP endpoints, gRPC and trickle.
+/// The orchestrator's router: HTTP endpoints, gRPC and trickle. `/refresh-payment` is
+/// served by the live-runner router, which knows the live sessions' ticket parameters.
 pub(crate) fn router(orch: Arc<Orch>) -> Router {
     let http = Router::new()
         .route("/live-video-to-video", post(lv2v::start))
         .route("/payment", post(payment::payment))
-        .route("/refresh-payment", post(payment::refresh))
         .with_state(orch.clone());
     Router::new()
         .merge(grpc::router(orch.clone()))

@@ -6,7 +6,6 @@ use std::time::Instant;
 
 use axum::extract::State;
 use axum::response::Response;
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use lpgw_proto::{Payment, PaymentResult, PriceInfo};
 use prost::Message as _;
@@ -99,9 +98,20 @@ pub(super) async fn payment(State(o): State<Arc<Orch>>, headers: HeaderMap) -> R
     protobuf_ok(PaymentResult { info: Some(info) }.encode_to_vec())
 }
 
-pub(super) async fn refresh(State(o): State<Arc<Orch>>, body: Bytes) -> Response {
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid request body");
+/// A `/refresh-payment` request whose session has a pinned price.
+pub(crate) struct RefreshRequest {
+    /// The session (manifest) ID.
+    pub(crate) mid: String,
+    /// The price pinned by the session's first payment.
+    pub(crate) pinned: Price,
+}
+
+/// Parses `/refresh-payment` and looks up the pinned price; the error is the finished answer.
+// The error is the finished HTTP answer, returned once per request.
+#[allow(clippy::result_large_err)]
+pub(crate) fn refresh_request(o: &Orch, body: &[u8]) -> Result<RefreshRequest, Response> {
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return Err(json_error(StatusCode::BAD_REQUEST, "invalid request body"));
     };
     let field = |k: &str| {
         v.as_object().and_then(|o| {
@@ -114,19 +124,39 @@ pub(super) async fn refresh(State(o): State<Arc<Orch>>, body: Bytes) -> Response
         .and_then(parse_hex)
         .filter(|a| a.len() == 20)
     else {
-        return json_error(StatusCode::BAD_REQUEST, "invalid sender");
+        return Err(json_error(StatusCode::BAD_REQUEST, "invalid sender"));
     };
     let Some(mid) = field("manifest_id").filter(|m| !m.is_empty()) else {
-        return json_error(StatusCode::BAD_REQUEST, "missing manifest_id");
+        return Err(json_error(StatusCode::BAD_REQUEST, "missing manifest_id"));
     };
     let Some(pinned) = o.ledger().pinned(&(sender, mid.to_string())) else {
-        return json_error(StatusCode::CONFLICT, "fixed price not found for session");
+        return Err(json_error(
+            StatusCode::CONFLICT,
+            "fixed price not found for session",
+        ));
     };
-    let info = o.base_info(Some(price_info(pinned)), mid.to_string(), unix_now());
+    Ok(RefreshRequest {
+        mid: mid.to_string(),
+        pinned,
+    })
+}
+
+/// The `/refresh-payment` answer: fresh parameters at the pinned price. `ticket_params`
+/// replaces the orchestrator's default ones (go-livepeer derives them from the price,
+/// `TicketParams(sender, priceInfo)`).
+pub(crate) fn refresh_answer(
+    o: &Orch,
+    req: &RefreshRequest,
+    ticket_params: Option<lpgw_proto::TicketParams>,
+) -> Response {
+    let mut info = o.base_info(Some(price_info(req.pinned)), req.mid.clone(), unix_now());
+    if let Some(tp) = ticket_params {
+        info.ticket_params = Some(tp);
+    }
     json_ok(&json!({
         "payment_params": lpgw_proto::headers::encode_b64(&info),
         "orchestrator": o.service_uri,
-        "manifest_id": mid,
+        "manifest_id": req.mid,
         "payment_url": format!("{}/payment", o.service_uri),
     }))
 }

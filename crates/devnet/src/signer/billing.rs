@@ -131,9 +131,85 @@ pub(crate) fn price_above(a: Price, b: Price) -> bool {
         > i128::from(b.per_unit) * i128::from(a.pixels.max(1))
 }
 
+/// A non-negative decimal (`"1.012"`, `"2e3"`, `"5"`) as an exact fraction, like Go's
+/// `big.Rat.SetString`. Digits beyond what fits in `i64` are truncated (the value rounds
+/// down); too large a value saturates. `None` when it is not a decimal.
+pub(crate) fn decimal_price(s: &str) -> Option<Price> {
+    let s = s.trim();
+    let (mantissa, exp) = match s.find(['e', 'E']) {
+        Some(i) => (&s[..i], s[i + 1..].parse::<i32>().ok()?),
+        None => (s, 0),
+    };
+    let mantissa = mantissa.strip_prefix('+').unwrap_or(mantissa);
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.is_empty() && frac.is_empty()
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let mut digits: String = int.chars().chain(frac.chars()).collect();
+    digits = digits.trim_start_matches('0').to_owned();
+    let mut scale = i32::try_from(frac.len()).ok()?.checked_sub(exp)?;
+    // At most 18 digits and 10^18 as denominator keep both within i64.
+    while scale > 0 && (digits.len() > 18 || scale > 18) {
+        digits.pop();
+        scale -= 1;
+    }
+    if digits.is_empty() {
+        return Some(Price {
+            per_unit: 0,
+            pixels: 1,
+        });
+    }
+    let mut num: u128 = digits.parse().unwrap_or(u128::MAX);
+    if scale < 0 {
+        num = u32::try_from(-scale)
+            .ok()
+            .and_then(|e| 10u128.checked_pow(e))
+            .and_then(|m| num.checked_mul(m))
+            .unwrap_or(u128::MAX);
+    }
+    let den = 10i64.pow(u32::try_from(scale.max(0)).ok()?);
+    Some(Price {
+        per_unit: i64::try_from(num).unwrap_or(i64::MAX),
+        pixels: den,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn frac(per_unit: i64, pixels: i64) -> Option<Price> {
+        Some(Price { per_unit, pixels })
+    }
+
+    #[test]
+    fn decimal_prices_are_exact_fractions() {
+        assert_eq!(decimal_price("5"), frac(5, 1));
+        assert_eq!(decimal_price(" 1.012 "), frac(1012, 1000));
+        assert_eq!(decimal_price("0.5"), frac(5, 10));
+        assert_eq!(decimal_price(".25"), frac(25, 100));
+        assert_eq!(decimal_price("2e3"), frac(2000, 1));
+        assert_eq!(decimal_price("1.5E-2"), frac(15, 1000));
+        assert_eq!(decimal_price("0"), frac(0, 1));
+        assert_eq!(decimal_price("1e40"), frac(i64::MAX, 1));
+        // Too many digits round down.
+        assert_eq!(
+            decimal_price("0.1234567890123456789"),
+            frac(123_456_789_012_345_678, 1_000_000_000_000_000_000)
+        );
+        for bad in ["", ".", "-1", "abc", "1.2.3", "1e", "0x10"] {
+            assert_eq!(decimal_price(bad), None, "{bad}");
+        }
+        // 1.5 wei per pixel is within a 1.6 ceiling and above a 1.4 one.
+        let p = Price {
+            per_unit: 3,
+            pixels: 2,
+        };
+        assert!(!price_above(p, decimal_price("1.6").unwrap()));
+        assert!(price_above(p, decimal_price("1.4").unwrap()));
+    }
 
     #[test]
     fn units_per_type() {

@@ -29,7 +29,9 @@ use crate::keys::{Address, Keys, checksum_address, ct_eq, hex, hmac, keccak};
 use crate::ledger::Price;
 use crate::respond::{json_encoded, json_error};
 use crate::tickets::{make_payment, params_expiry, seg_preimage, ticket_ev};
-use billing::{JobType, MAX_TICKETS, PaymentState, billable_units, price_above, tickets_needed};
+use billing::{
+    JobType, MAX_TICKETS, PaymentState, billable_units, decimal_price, price_above, tickets_needed,
+};
 
 /// Header naming the orchestrator to refresh on a 480.
 const ORCHESTRATOR_URL_HEADER: &str = "Livepeer-Orchestrator-URL";
@@ -414,14 +416,13 @@ fn parse_max_price(v: Option<&Value>, job: JobType) -> Result<Option<Price>, Ref
         .as_object()
         .ok_or_else(|| Refusal::bad("invalid maxPrice"))?;
     // A positive decimal (Go `json.Number` into `big.Rat`): a JSON number or numeric string,
-    // fractions allowed (gateways pad discovery prices by 1.2 %). Prices it is compared with
-    // are whole wei, so its floor decides the same way.
+    // fractions allowed (gateways pad discovery prices by 1.2 %).
     let price = match field(o, "price") {
-        Some(Value::Number(n)) => n.as_i64().or_else(|| n.as_f64().map(|f| f.floor() as i64)),
-        Some(Value::String(s)) => s.trim().parse::<f64>().ok().map(|f| f.floor() as i64),
+        Some(Value::Number(n)) => decimal_price(&n.to_string()),
+        Some(Value::String(s)) => decimal_price(s),
         _ => None,
     }
-    .filter(|p| *p > 0);
+    .filter(|p| p.per_unit > 0);
     let Some(price) = price else {
         return Err(Refusal::bad("maxPrice price must be positive"));
     };
@@ -432,16 +433,9 @@ fn parse_max_price(v: Option<&Value>, job: JobType) -> Result<Option<Price>, Ref
     if field(o, "unit").and_then(Value::as_str) != Some(unit) {
         return Err(Refusal::bad(format!("maxPrice unit must be {unit}")));
     }
-    // LV2V prices are per pixel; its max is per 720p30 second.
-    let pixels = if job == JobType::Lv2v {
-        i64::try_from(crate::ledger::LV2V_PIXELS_PER_SEC).unwrap_or(i64::MAX)
-    } else {
-        1
-    };
-    Ok(Some(Price {
-        per_unit: price,
-        pixels,
-    }))
+    // Compared as is with the orchestrator's price, for `lv2v` too: both are wei per pixel
+    // (checkRemotePaymentPrice, server/remote_signer.go).
+    Ok(Some(price))
 }
 
 impl Signer {

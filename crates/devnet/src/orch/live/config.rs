@@ -32,7 +32,8 @@ pub struct ScopeRunnerConfig {
     pub serverless: bool,
     /// Sessions the persistent runner takes at once. Default 2.
     pub capacity: u32,
-    /// Its price (used only when the devnet is priced). Default 10 USD per hour.
+    /// Its price (used only when the devnet is priced). Default 2 USD per hour, a realistic
+    /// GPU rent and below a gateway's default ceiling (5 USD per hour).
     pub price: UsdPriceConfig,
     /// Concurrent serverless jobs. Default 2.
     pub serverless_capacity: u32,
@@ -47,7 +48,7 @@ impl Default for ScopeRunnerConfig {
             persistent: true,
             serverless: true,
             capacity: 2,
-            price: UsdPriceConfig::new("10", "hour"),
+            price: UsdPriceConfig::new("2", "hour"),
             serverless_capacity: 2,
             label: Some("scope".into()),
         }

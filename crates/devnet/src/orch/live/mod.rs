@@ -362,6 +362,7 @@ pub(crate) fn public_router(live: Arc<Live>) -> Router {
         .route("/run/{proxy}", any(proxy::by_id_root))
         .route("/run/{proxy}/{*path}", any(proxy::by_id_path))
         .route("/scope", post(scope::serverless::start))
+        .route("/refresh-payment", post(paid::refresh))
         .with_state(live)
 }
 

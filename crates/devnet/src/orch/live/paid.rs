@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use lpgw_proto::{OrchestratorInfo, Payment, PaymentResult, PriceInfo, SegData};
 use prost::Message as _;
@@ -273,4 +274,23 @@ pub(super) async fn payment(
         ..Default::default()
     };
     protobuf_ok(PaymentResult { info: Some(info) }.encode_to_vec())
+}
+
+/// `POST /refresh-payment` (server/rpc.go:454-508). For a live-runner session the ticket
+/// parameters follow the runner's price as in its challenge, so a signer refreshing after a
+/// `480` needs as few tickets as before; other sessions get the orchestrator's.
+pub(super) async fn refresh(State(live): State<Arc<Live>>, body: Bytes) -> Response {
+    let req = match payment::refresh_request(&live.orch, &body) {
+        Ok(r) => r,
+        Err(r) => return r,
+    };
+    let unit = live.priced().then(|| {
+        let reg = live.reg();
+        reg.runner_of_session(&req.mid)
+            .map(|r| r.advert.price.as_ref().map_or(Unit::Hour, |p| p.unit))
+    });
+    let tp = unit
+        .flatten()
+        .map(|u| runner_ticket_params(&live, req.pinned.per_unit, u, unix_now()));
+    payment::refresh_answer(&live.orch, &req, tp)
 }

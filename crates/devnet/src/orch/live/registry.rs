@@ -433,6 +433,11 @@ impl Registry {
         Some(self.drop_session(route, sid.to_string(), s, o2r))
     }
 
+    /// The runner holding session `sid`, whichever it is.
+    pub(crate) fn runner_of_session(&self, sid: &str) -> Option<&Runner> {
+        self.runners.values().find(|r| r.sessions.contains_key(sid))
+    }
+
     /// A session of a live runner: 404 `runner not found` / `runner session not found`.
     pub(crate) fn session(
         &self,
