@@ -19,6 +19,7 @@ use lpgw_media::{
     Publisher as MediaPublisher, PublisherConfig as MediaConfig, Yuv420Frame, apply_prompt_effect,
     read_test_pattern_index, test_pattern,
 };
+use lpgw_testkit::python;
 use lpgw_trickle::client::{Publisher, PublisherConfig, Subscriber, SubscriberConfig};
 use lpgw_trickle::server::{ServerConfig, TrickleServer, nodelay};
 use lpgw_trickle::wire::SeqRequest;
@@ -32,29 +33,8 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} timed out"))
 }
 
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("LPGW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(home.join("lpgw/interop-venv/bin/python"))
-        })
-        .filter(|p| p.exists());
-    if candidate.is_none() {
-        assert!(
-            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
-        );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
-    }
-    candidate
-}
-
 fn peer(py: &PathBuf, args: &[&str]) -> tokio::process::Command {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/media_peer.py");
+    let script = lpgw_testkit::interop_script("media_peer.py");
     let mut c = tokio::process::Command::new(py);
     c.arg(script)
         .args(args)

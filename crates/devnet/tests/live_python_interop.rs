@@ -6,36 +6,16 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
 use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig, PriceConfig, ScopeRunnerConfig};
+use lpgw_testkit::python;
 use serde_json::{Value, json};
 
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("LPGW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(home.join("lpgw/interop-venv/bin/python"))
-        })
-        .filter(|p| p.exists());
-    if candidate.is_none() {
-        assert!(
-            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
-        );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
-    }
-    candidate
-}
-
 async fn run(py: &Path, args: &[&str]) -> Value {
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/live_devnet.py");
+    let script = lpgw_testkit::interop_script("live_devnet.py");
     let mut cmd = tokio::process::Command::new(py);
     cmd.arg(script).args(args).kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())

@@ -13,30 +13,11 @@ use std::time::Duration;
 
 use common::*;
 use lpgw_devnet::{DevnetConfig, DevnetHandle, PriceConfig};
+use lpgw_testkit::python;
 use serde_json::Value;
 
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("LPGW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(home.join("lpgw/interop-venv/bin/python"))
-        })
-        .filter(|p| p.exists());
-    if candidate.is_none() {
-        assert!(
-            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
-        );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
-    }
-    candidate
-}
-
 fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lv2v_devnet.py")
+    lpgw_testkit::interop_script("lv2v_devnet.py")
 }
 
 async fn run_sdk(py: &Path, h: &DevnetHandle, model: &str) -> Value {

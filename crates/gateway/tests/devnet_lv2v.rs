@@ -102,6 +102,9 @@ async fn onchain_job_is_paid_through_the_signer() {
         d.balance(d.signer_address(), &mid) > 0,
         "opening payment credited"
     );
+    let opening = job.payment_stats();
+    assert_eq!(opening.paid, 1);
+    assert!(opening.value_wei > 0, "the opening payment has a value");
 
     // Feed input; the built-in runner passes it to the output, which drives payments.
     let mut input = Publisher::new(
@@ -120,6 +123,10 @@ async fn onchain_job_is_paid_through_the_signer() {
         }
     })
     .await;
+    assert!(
+        job.payment_stats().value_wei > opening.value_wei,
+        "every accepted payment adds its value"
+    );
     assert!(!job.is_closed());
     within(15, job.close()).await;
     d.shutdown().await;

@@ -106,6 +106,10 @@ async fn legacy_is_refused_but_the_live_runner_path_is_admitted() {
     assert!(media.output.contains("/ai/trickle/"));
     let session = job.runner_session().expect("persistent session");
     assert!(session.payment_stats().paid >= 1);
+    assert!(
+        session.payment_stats().value_wei > 0,
+        "the reservation's payment has a value"
+    );
     let route = d.scope_runner().unwrap();
     assert_eq!(
         d.live_sessions(&route),

@@ -7,7 +7,6 @@
 //! default cache path. Without it this test says so and passes, unless
 //! `LPGW_REQUIRE_INTEROP=1`, in which case a missing venv is a failure.
 
-use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -15,31 +14,12 @@ use lpgw_devnet::{Devnet, DevnetConfig, PriceConfig};
 use lpgw_gateway::{
     Fallback, FundingEnd, Gateway, RunnerFilter, RunnerMode, RunnerRequest, Settings,
 };
+use lpgw_testkit::python;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
 use tokio::process::ChildStdout;
 
 const APP: &str = "live-video-to-video/echo";
-
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("LPGW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(home.join("lpgw/interop-venv/bin/python"))
-        })
-        .filter(|p| p.exists());
-    if candidate.is_none() {
-        assert!(
-            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
-        );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
-    }
-    candidate
-}
 
 async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, what: &str) -> Value {
     let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
@@ -63,8 +43,7 @@ async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
     })
     .await
     .unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/live_runner_peer.py");
+    let script = lpgw_testkit::interop_script("live_runner_peer.py");
     let mut child = tokio::process::Command::new(py)
         .arg(script)
         .arg(d.runner_url())
@@ -165,8 +144,7 @@ async fn a_python_runner_going_away_releases_the_session_and_the_gateway_notices
     })
     .await
     .unwrap();
-    let script =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/live_runner_peer.py");
+    let script = lpgw_testkit::interop_script("live_runner_peer.py");
     let mut child = tokio::process::Command::new(py)
         .arg(script)
         .arg(d.runner_url())

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
 use lpgw_gateway::{Gateway, Settings, StartRequest};
+use lpgw_testkit::python;
 use lpgw_trickle::client::SubscriberConfig;
 use lpgw_trickle::json::{JsonReader, JsonReaderConfig};
 use lpgw_trickle::wire::SeqRequest;
@@ -31,29 +32,9 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
         .unwrap_or_else(|_| panic!("{what} timed out"))
 }
 
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("LPGW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(home.join("lpgw/interop-venv/bin/python"))
-        })
-        .filter(|p| p.exists());
-    if candidate.is_none() {
-        assert!(
-            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
-        );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
-    }
-    candidate
-}
-
 fn peer(py: &PathBuf) -> Command {
     let mut cmd = Command::new(py);
-    cmd.arg(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/lv2v_peer.py"))
+    cmd.arg(lpgw_testkit::interop_script("lv2v_peer.py"))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true);

@@ -140,7 +140,8 @@ impl JpegEncoder {
         self.encode_ffmpeg(&frame.to_ffmpeg())
     }
 
-    /// Encodes any FFmpeg picture (converted to full-range yuvj420p first).
+    /// Encodes any FFmpeg picture. Full-range yuvj420p (what JPEG sources and full-range
+    /// H.264 decode to) goes to the encoder as is; anything else is converted to it first.
     pub(crate) fn encode_ffmpeg(&mut self, input: &frame::Video) -> Result<Bytes, MediaError> {
         let (w, h) = (input.width(), input.height());
         if self
@@ -150,11 +151,17 @@ impl JpegEncoder {
         {
             self.enc = Some((w, h, self.open(w, h)?));
         }
-        let full = self.conv.convert(input, Pixel::YUVJ420P)?;
+        let converted;
+        let full = if input.format() == Pixel::YUVJ420P {
+            input
+        } else {
+            converted = self.conv.convert(input, Pixel::YUVJ420P)?;
+            &converted
+        };
         let Some((_, _, enc)) = self.enc.as_mut() else {
             return Err(MediaError::Closed);
         };
-        enc.send_frame(&full)
+        enc.send_frame(full)
             .map_err(MediaError::ff("encode jpeg"))?;
         let mut pkt = Packet::empty();
         enc.receive_packet(&mut pkt)
@@ -210,7 +217,10 @@ pub struct EncoderConfig {
     pub fps: u32,
     /// Media time between forced IDR frames. Default 2 s.
     pub keyframe_interval: Duration,
-    /// Encoder threads, 0 = libx264 chooses. Default 0.
+    /// Slice threads per encoder, 0 = libx264 chooses (1.5 x cores). Default 1: a gateway
+    /// runs many streams at once, each with its own pipeline threads, and on a small machine
+    /// one thread per encoder costs less CPU per frame than auto (`lpgw bench media
+    /// --x264-threads`, docs/benchmarks.md); raise it for a single high-resolution stream.
     pub threads: usize,
 }
 
@@ -221,7 +231,7 @@ impl Default for EncoderConfig {
             rate: RateControl::Crf(23.0),
             fps: 30,
             keyframe_interval: Duration::from_secs(2),
-            threads: 0,
+            threads: 1,
         }
     }
 }
@@ -236,14 +246,27 @@ pub(crate) struct EncodedPacket {
 
 /// libx264 with `tune=zerolatency`, no B-frames, repeated SPS/PPS on every IDR (no global
 /// header) so every segment can be decoded on its own.
+///
+/// The encoder codes either limited-range yuv420p or full-range yuvj420p (JPEG sources), so
+/// JPEG input needs no range conversion; the stream's VUI then says "full range" and
+/// decoders hand back yuvj420p.
 pub(crate) struct H264Encoder {
     enc: encoder::Video,
     pub(crate) width: u32,
     pub(crate) height: u32,
+    /// `YUV420P` or `YUVJ420P`: pictures must arrive in this format.
+    pub(crate) format: Pixel,
 }
 
 impl H264Encoder {
-    pub(crate) fn new(cfg: &EncoderConfig, width: u32, height: u32) -> Result<Self, MediaError> {
+    /// Opens libx264 for `width` x `height` pictures in `format` (yuvj420p means full range;
+    /// anything else is coded as limited-range yuv420p).
+    pub(crate) fn new(
+        cfg: &EncoderConfig,
+        width: u32,
+        height: u32,
+        format: Pixel,
+    ) -> Result<Self, MediaError> {
         init();
         let codec =
             encoder::find_by_name("libx264").ok_or(MediaError::CodecUnavailable("libx264"))?;
@@ -253,7 +276,14 @@ impl H264Encoder {
             .map_err(MediaError::ff("libx264 context"))?;
         ctx.set_width(width);
         ctx.set_height(height);
-        ctx.set_format(Pixel::YUV420P);
+        let format = if format == Pixel::YUVJ420P {
+            ctx.set_color_range(ffmpeg_next::color::Range::JPEG);
+            Pixel::YUVJ420P
+        } else {
+            ctx.set_color_range(ffmpeg_next::color::Range::MPEG);
+            Pixel::YUV420P
+        };
+        ctx.set_format(format);
         ctx.set_time_base(time_base());
         ctx.set_frame_rate(Some(Rational::new(cfg.fps.max(1) as i32, 1)));
         ctx.set_max_b_frames(0);
@@ -280,10 +310,15 @@ impl H264Encoder {
         let enc = ctx
             .open_as_with(codec, opts)
             .map_err(MediaError::ff("open libx264"))?;
-        Ok(Self { enc, width, height })
+        Ok(Self {
+            enc,
+            width,
+            height,
+            format,
+        })
     }
 
-    /// Sends one yuv420p picture at `pts` (90 kHz); `force_key` makes it an IDR.
+    /// Sends one picture in [`Self::format`] at `pts` (90 kHz); `force_key` makes it an IDR.
     pub(crate) fn send(
         &mut self,
         pic: &mut frame::Video,
@@ -395,5 +430,61 @@ impl VideoDecoder {
         let mut f = frame::Video::empty();
         self.dec.receive_frame(&mut f).ok()?;
         Some(f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// JPEG input stays full range through x264 (VUI says so) and back to JPEG without a
+    /// range conversion, and the picture survives the trip.
+    #[test]
+    fn jpeg_round_trip_keeps_full_range() {
+        let src = Yuv420Frame::filled(64, 64, 200, 90, 160);
+        let jpeg = JpegEncoder::new(95).encode(&src).expect("encode jpeg");
+        let pic = JpegDecoder::new()
+            .expect("jpeg dec")
+            .decode(&jpeg)
+            .expect("decode");
+        assert_eq!(pic.format(), Pixel::YUVJ420P);
+        let cfg = EncoderConfig::default();
+        let mut enc = H264Encoder::new(&cfg, 64, 64, pic.format()).expect("x264");
+        assert_eq!(enc.format, Pixel::YUVJ420P);
+        let mut dec = VideoDecoder::new(Id::H264).expect("h264 dec");
+        let mut out = None;
+        for i in 0..4 {
+            if i < 3 {
+                let mut p = pic.clone();
+                enc.send(&mut p, i * 3000, i == 0).expect("send");
+            } else {
+                enc.send_eof().expect("eof");
+            }
+            while let Some(pkt) = enc.receive() {
+                dec.send(&pkt.data, Some(pkt.pts)).expect("decode h264");
+                while let Some(f) = dec.receive() {
+                    out = Some(f);
+                }
+            }
+        }
+        let out = out.expect("a decoded picture");
+        assert_eq!(
+            out.format(),
+            Pixel::YUVJ420P,
+            "stream must signal full range"
+        );
+        let back = JpegEncoder::new(95).encode_ffmpeg(&out).expect("jpeg out");
+        let y = decode_jpeg(&back).expect("decode output jpeg");
+        // decode_jpeg returns limited range; compare with the source's luma (also limited).
+        let mid = y.y[32 * 64 + 32];
+        assert!(mid.abs_diff(200) <= 3, "luma {mid} != 200");
+        assert!(y.u[16 * 32 + 16].abs_diff(90) <= 3);
+        assert!(y.v[16 * 32 + 16].abs_diff(160) <= 3);
+    }
+
+    #[test]
+    fn limited_range_encoder_for_other_formats() {
+        let enc = H264Encoder::new(&EncoderConfig::default(), 64, 64, Pixel::RGB24);
+        assert_eq!(enc.expect("x264").format, Pixel::YUV420P);
     }
 }

@@ -11,6 +11,10 @@ pub const CLOCK_HZ: i64 = 90_000;
 
 /// A planar YUV 4:2:0 picture (limited range, BT.601), tightly packed: no row padding.
 ///
+/// Always limited range: full-range pictures inside the pipelines (JPEG input coded as
+/// full-range H.264, decoded back as yuvj420p) are converted once, only when a
+/// `Yuv420Frame` is asked for.
+///
 /// Chroma planes are `ceil(width/2) x ceil(height/2)`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Yuv420Frame {
@@ -98,6 +102,10 @@ fn copy_plane(f: &frame::Video, plane: usize, w: u32, h: u32) -> Vec<u8> {
     let stride = f.stride(plane);
     let data = f.data(plane);
     let (w, h) = (w as usize, h as usize);
+    if stride == w {
+        // Unpadded rows (e.g. widths that are a multiple of FFmpeg's alignment): one copy.
+        return data[..w * h].to_vec();
+    }
     let mut out = Vec::with_capacity(w * h);
     for row in 0..h {
         out.extend_from_slice(&data[row * stride..row * stride + w]);
@@ -109,6 +117,10 @@ fn fill_plane(f: &mut frame::Video, plane: usize, src: &[u8], w: u32, h: u32) {
     let stride = f.stride(plane);
     let data = f.data_mut(plane);
     let (w, h) = (w as usize, h as usize);
+    if stride == w {
+        data[..w * h].copy_from_slice(&src[..w * h]);
+        return;
+    }
     for row in 0..h {
         data[row * stride..row * stride + w].copy_from_slice(&src[row * w..row * w + w]);
     }

@@ -194,7 +194,7 @@ struct Worker {
 /// The consumer dropped the segment receiver: nothing left to do.
 struct Gone;
 
-/// A frame converted to yuv420p, with its source timestamp and arrival time.
+/// A frame converted to yuv420p or yuvj420p, with its source timestamp and arrival time.
 struct Converted {
     pic: frame::Video,
     src_pts: Option<i64>,
@@ -254,6 +254,9 @@ impl Worker {
         // However the worker ends, `push` must start failing instead of queueing forever.
         let _close = CloseOnDrop(Arc::clone(&self.queue));
         let mut enc: Option<H264Encoder> = None;
+        // Only used when a stream mixes ranges (JPEG and yuv420p input): the encoder keeps
+        // the range of its first picture and later pictures are converted to it.
+        let mut range_conv = Converter::default();
         // Ends when the convert stage exits (queue closed and drained).
         while let Ok(Converted {
             mut pic,
@@ -276,7 +279,7 @@ impl Worker {
             }
             let encoder = match enc.as_mut() {
                 Some(e) => e,
-                None => match H264Encoder::new(&self.cfg.encoder, w, h) {
+                None => match H264Encoder::new(&self.cfg.encoder, w, h, pic.format()) {
                     Ok(e) => enc.insert(e),
                     Err(e) => {
                         // e.g. odd dimensions, which 4:2:0 H.264 cannot code.
@@ -286,6 +289,16 @@ impl Worker {
                     }
                 },
             };
+            if pic.format() != encoder.format {
+                match range_conv.convert(&pic, encoder.format) {
+                    Ok(p) => pic = p,
+                    Err(e) => {
+                        warn!(error = %e, "cannot convert frame to the encoder's range");
+                        stats::add(&self.stats.dropped_encode_error, 1);
+                        continue;
+                    }
+                }
+            }
             let pts = self.clock.next(src_pts, arrived);
             stats::set(&self.stats.pts_bumped, self.clock.bumped());
             let force = self.keys.should_force(pts);
@@ -356,7 +369,8 @@ impl Worker {
     }
 }
 
-/// Turns any accepted input into a yuv420p FFmpeg picture.
+/// Turns any accepted input into a 4:2:0 FFmpeg picture: full-range yuvj420p for most
+/// JPEGs (kept as decoded), limited-range yuv420p otherwise.
 fn to_yuv420p(
     jpeg: &mut JpegDecoder,
     conv: &mut Converter,
@@ -365,7 +379,8 @@ fn to_yuv420p(
     match image {
         InputImage::Jpeg(bytes) => {
             let pic = jpeg.decode(bytes)?;
-            if pic.format() == Pixel::YUV420P {
+            // Full-range 4:2:0 (the usual JPEG) is encoded as is: no range conversion.
+            if matches!(pic.format(), Pixel::YUV420P | Pixel::YUVJ420P) {
                 return Ok(pic);
             }
             conv.convert(&pic, Pixel::YUV420P)

@@ -223,7 +223,10 @@ impl RunningJob {
     pub(crate) fn payment_stats(&self) -> PaymentStats {
         match self {
             Self::Lv2v(j) => j.payment_stats(),
-            Self::Scope(_) => PaymentStats::default(),
+            Self::Scope(j) => j
+                .runner_session()
+                .map(lpgw_gateway::RunnerSession::payment_stats)
+                .unwrap_or_default(),
         }
     }
 

@@ -100,6 +100,20 @@ impl Job {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The job's payment counters as JSON for status answers; `None` while the job is
+    /// being closed (its handle is busy or gone). `value_wei` is a decimal string: wei
+    /// amounts outgrow JSON's safe integers.
+    pub(crate) fn payments_json(&self) -> Option<Value> {
+        let slot = self.handle.try_lock().ok()?;
+        let p = slot.as_ref()?.payment_stats();
+        Some(serde_json::json!({
+            "paid": p.paid,
+            "skipped": p.skipped,
+            "refreshes": p.refreshes,
+            "value_wei": p.value_wei.to_string(),
+        }))
+    }
+
     pub(crate) fn phase(&self) -> Phase {
         self.state().phase
     }

@@ -116,7 +116,8 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     {
         return e.into_response();
     }
-    let text = s.0.metrics.render(&s.job_counts());
+    let payments = s.payment_totals().await;
+    let text = s.0.metrics.render(&s.job_counts(), &payments);
     (
         [(
             header::CONTENT_TYPE,

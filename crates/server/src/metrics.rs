@@ -75,7 +75,8 @@ pub(crate) struct Metrics {
     dropped: [AtomicU64; 4],
     pub(crate) jobs_started: AtomicU64,
     pub(crate) start_failures: AtomicU64,
-    pub(crate) payments: AtomicU64,
+    /// Payments of closed jobs by flow: count and value in wei.
+    payments: Mutex<PaymentTotals>,
     pub(crate) frame_latency: Histogram,
     pub(crate) start_latency: Histogram,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
@@ -89,7 +90,7 @@ impl Default for Metrics {
             dropped: Default::default(),
             jobs_started: AtomicU64::new(0),
             start_failures: AtomicU64::new(0),
-            payments: AtomicU64::new(0),
+            payments: Mutex::default(),
             frame_latency: Histogram::new(FRAME_BOUNDS),
             start_latency: Histogram::new(START_BOUNDS),
             rejections: Mutex::default(),
@@ -100,9 +101,28 @@ impl Default for Metrics {
 /// Job counts by flow and phase, taken from the registry at scrape time.
 pub(crate) type JobCounts = BTreeMap<(&'static str, &'static str), u64>;
 
+/// Payments by flow: how many were accepted and their expected value in wei.
+pub(crate) type PaymentTotals = BTreeMap<&'static str, (u64, u128)>;
+
 impl Metrics {
     pub(crate) fn dropped(&self, why: Drop, n: u64) {
         self.dropped[why as usize].fetch_add(n, Relaxed);
+    }
+
+    /// Adds a closed job's payments to the totals.
+    pub(crate) fn job_paid(&self, flow: &'static str, count: u64, value_wei: u128) {
+        let mut p = self.payments.lock().unwrap_or_else(|p| p.into_inner());
+        let e = p.entry(flow).or_default();
+        e.0 = e.0.saturating_add(count);
+        e.1 = e.1.saturating_add(value_wei);
+    }
+
+    /// Payments of closed jobs, the base the running jobs' payments are added to.
+    pub(crate) fn closed_payments(&self) -> PaymentTotals {
+        self.payments
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub(crate) fn rejection(&self, reason: &'static str) {
@@ -115,7 +135,7 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub(crate) fn render(&self, jobs: &JobCounts) -> String {
+    pub(crate) fn render(&self, jobs: &JobCounts, payments: &PaymentTotals) -> String {
         let mut o = String::new();
         o.push_str("# HELP lpgw_jobs Jobs held by the service, by flow and phase.\n");
         o.push_str("# TYPE lpgw_jobs gauge\n");
@@ -149,12 +169,21 @@ impl Metrics {
             "Output frames decoded.",
             self.frames_out.load(Relaxed),
         );
-        counter(
-            &mut o,
-            "lpgw_payments_total",
-            "Payments accepted by orchestrators (closed jobs).",
-            self.payments.load(Relaxed),
+        o.push_str(
+            "# HELP lpgw_payments_total Payments accepted by orchestrators, by flow.\n\
+             # TYPE lpgw_payments_total counter\n",
         );
+        for (flow, (n, _)) in payments {
+            let _ = writeln!(o, "lpgw_payments_total{{flow=\"{flow}\"}} {n}");
+        }
+        o.push_str(
+            "# HELP lpgw_payment_value_wei_total Expected value in wei of the accepted \
+             payments (tickets x face value x win probability), by flow.\n\
+             # TYPE lpgw_payment_value_wei_total counter\n",
+        );
+        for (flow, (_, v)) in payments {
+            let _ = writeln!(o, "lpgw_payment_value_wei_total{{flow=\"{flow}\"}} {v}");
+        }
         o.push_str("# HELP lpgw_frames_dropped_total Frames dropped, by reason.\n");
         o.push_str("# TYPE lpgw_frames_dropped_total counter\n");
         for (i, name) in ["encoder_lag", "slow_reader", "oversized", "invalid"]
@@ -204,7 +233,14 @@ mod tests {
         m.frame_latency.observe(Duration::from_millis(200));
         let mut jobs = JobCounts::new();
         jobs.insert(("lv2v", "running"), 1);
-        let text = m.render(&jobs);
+        m.job_paid("lv2v", 2, 300);
+        m.job_paid("lv2v", 1, 200);
+        let mut payments = m.closed_payments();
+        payments.insert("scope", (0, 0));
+        let text = m.render(&jobs, &payments);
+        assert!(text.contains("lpgw_payments_total{flow=\"lv2v\"} 3\n"));
+        assert!(text.contains("lpgw_payment_value_wei_total{flow=\"lv2v\"} 500\n"));
+        assert!(text.contains("lpgw_payments_total{flow=\"scope\"} 0\n"));
         assert!(text.contains("lpgw_frames_in_total 3\n"));
         assert!(text.contains("lpgw_frames_dropped_total{reason=\"invalid\"} 2\n"));
         assert!(text.contains("lpgw_rejections_total{reason=\"timeout\"} 1\n"));

@@ -55,11 +55,24 @@ pub(crate) fn job_urls(id: &str) -> Value {
     })
 }
 
-fn merge(mut a: Value, b: Value) -> Value {
+/// `a` with the fields of `b` added (both JSON objects; shared with Family B).
+pub(crate) fn merge(mut a: Value, b: Value) -> Value {
     if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
         a.extend(b);
     }
     a
+}
+
+/// Starts a job for the caller from an optional JSON request body (shared with Family B).
+pub(crate) async fn start_from_request(
+    s: &AppState,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Arc<Job>, ApiError> {
+    let owner = caller(s, headers, None, false)?;
+    let body = json_object(headers, body, true, s.0.config.max_json_bytes)?;
+    let spec = start_spec(s, body.as_ref())?;
+    s.start_job(owner, spec).await
 }
 
 /// `POST /start-job`.
@@ -68,17 +81,15 @@ pub(crate) async fn start_job(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
-    let body = json_object(&headers, body, true, s.0.config.max_json_bytes)?;
-    let spec = start_spec(&s, body.as_ref())?;
-    let job = s.start_job(owner, spec).await?;
+    let job = start_from_request(&s, &headers, body).await?;
     Ok(Json(merge(
         json!({ "job_id": job.id, "model_id": job.model_id, "flow": job.flow.as_str() }),
         job_urls(&job.id),
     )))
 }
 
-fn lookup(s: &AppState, id: &str, owner: Owner) -> Result<Arc<Job>, ApiError> {
+/// The caller's live job `id`, marked as used (shared with Family B).
+pub(crate) fn lookup(s: &AppState, id: &str, owner: Owner) -> Result<Arc<Job>, ApiError> {
     let job =
         s.0.registry
             .get(id, owner)
@@ -124,8 +135,18 @@ pub(crate) async fn get_job(
     let j = lookup(&s, &id, owner)?;
     let mut v = merge(summary(&j), job_urls(&j.id));
     v["has_payment_session"] = j.has_payment_session.into();
+    add_progress(&mut v, &j);
+    Ok(Json(v))
+}
+
+/// Adds a live job's error, if any, and its frame counters once media has started
+/// (shared with Family B's status).
+pub(crate) fn add_progress(v: &mut Value, j: &Job) {
     if let Some(e) = j.error() {
         v["error"] = e.into();
+    }
+    if let Some(p) = j.payments_json() {
+        v["payments"] = p;
     }
     if let Some(m) = j.media() {
         use std::sync::atomic::Ordering::Relaxed;
@@ -135,7 +156,6 @@ pub(crate) async fn get_job(
             + m.counters.dropped_invalid.load(Relaxed))
         .into();
     }
-    Ok(Json(v))
 }
 
 /// `DELETE /stop-job/{id}`.
@@ -144,13 +164,23 @@ pub(crate) async fn stop_job(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
+    stop_for_caller(&s, &headers, &id).await?;
+    Ok(Json(json!({ "status": "stopped", "job_id": id })))
+}
+
+/// Stops the caller's live job `id` (shared with Family B).
+pub(crate) async fn stop_for_caller(
+    s: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(), ApiError> {
+    let owner = caller(s, headers, None, false)?;
     let j =
         s.0.registry
-            .get(&id, owner)
+            .get(id, owner)
             .ok_or_else(ApiError::not_found)?;
     s.stop_job(&j).await;
-    Ok(Json(json!({ "status": "stopped", "job_id": id })))
+    Ok(())
 }
 
 /// Sends a control message to a job.

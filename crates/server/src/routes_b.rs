@@ -13,7 +13,9 @@ use crate::backend::wrap_params;
 use crate::error::ApiError;
 use crate::extract::{KeyQuery, caller, jpeg_body, json_object};
 use crate::metrics::Drop;
-use crate::routes_a::{send_control, start_spec};
+use crate::routes_a::{
+    add_progress, lookup, merge, send_control, start_from_request, stop_for_caller,
+};
 use crate::service::AppState;
 
 fn stream_urls(id: &str) -> Value {
@@ -32,19 +34,15 @@ pub(crate) async fn start(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
-    let body = json_object(&headers, body, true, s.0.config.max_json_bytes)?;
-    let spec = start_spec(&s, body.as_ref())?;
-    let job = s.start_job(owner, spec).await?;
-    let mut v = json!({
-        "stream_id": job.id,
-        "model_id": job.model_id,
-        "flow": job.flow.as_str(),
-    });
-    if let (Some(o), Value::Object(u)) = (v.as_object_mut(), stream_urls(&job.id)) {
-        o.extend(u);
-    }
-    Ok(Json(v))
+    let job = start_from_request(&s, &headers, body).await?;
+    Ok(Json(merge(
+        json!({
+            "stream_id": job.id,
+            "model_id": job.model_id,
+            "flow": job.flow.as_str(),
+        }),
+        stream_urls(&job.id),
+    )))
 }
 
 /// `GET /stream/{id}/status`: live jobs and recently ended ones.
@@ -53,7 +51,6 @@ pub(crate) async fn status(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    use std::sync::atomic::Ordering::Relaxed;
     let owner = caller(&s, &headers, None, false)?;
     if let Some(j) = s.0.registry.get(&id, owner) {
         j.touch();
@@ -66,16 +63,7 @@ pub(crate) async fn status(
             "orchestrator_url": j.orchestrator_url,
             "media_started": j.media().is_some(),
         });
-        if let Some(e) = j.error() {
-            v["error"] = e.into();
-        }
-        if let Some(m) = j.media() {
-            v["frames_in"] = m.counters.frames_in.load(Relaxed).into();
-            v["frames_out"] = m.counters.frames_out.load(Relaxed).into();
-            v["frames_dropped"] = (m.counters.dropped_lag.load(Relaxed)
-                + m.counters.dropped_invalid.load(Relaxed))
-            .into();
-        }
+        add_progress(&mut v, &j);
         return Ok(Json(v));
     }
     let t =
@@ -102,11 +90,7 @@ pub(crate) async fn frame(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let owner = caller(&s, &headers, None, false)?;
-    let j =
-        s.0.registry
-            .get(&id, owner)
-            .ok_or_else(ApiError::not_found)?;
-    j.touch();
+    let j = lookup(&s, &id, owner)?;
     match j.media().and_then(|m| m.newest()) {
         Some(f) => Ok((
             [
@@ -161,11 +145,7 @@ pub(crate) async fn control(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let owner = caller(&s, &headers, None, false)?;
-    let j =
-        s.0.registry
-            .get(&id, owner)
-            .ok_or_else(ApiError::not_found)?;
-    j.touch();
+    let j = lookup(&s, &id, owner)?;
     let params = json_object(&headers, body, false, s.0.config.max_json_bytes)?.unwrap_or_default();
     let msg = wrap_params(j.flow, Value::Object(params));
     send_control(&j, &msg).await?;
@@ -178,12 +158,7 @@ pub(crate) async fn stop(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
-    let j =
-        s.0.registry
-            .get(&id, owner)
-            .ok_or_else(ApiError::not_found)?;
-    s.stop_job(&j).await;
+    stop_for_caller(&s, &headers, &id).await?;
     Ok(Json(json!({ "status": "stopped", "stream_id": id })))
 }
 

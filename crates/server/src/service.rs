@@ -261,12 +261,19 @@ impl AppState {
     }
 
     async fn finish(&self, job: &Arc<Job>) {
-        let handle = job.handle.lock().await.take();
+        let handle = {
+            let mut slot = job.handle.lock().await;
+            // Moved to the closed totals under the lock a scrape takes too, so no scrape
+            // counts the job twice.
+            if let Some(h) = slot.as_ref() {
+                let p = h.payment_stats();
+                self.0
+                    .metrics
+                    .job_paid(job.flow.as_str(), p.paid, p.value_wei);
+            }
+            slot.take()
+        };
         if let Some(h) = handle {
-            self.0
-                .metrics
-                .payments
-                .fetch_add(h.payment_stats().paid, Relaxed);
             h.close().await;
         }
     }
@@ -325,6 +332,23 @@ impl AppState {
                 }
             }
         }
+    }
+
+    /// Payments by flow for `/metrics`: closed jobs plus the running ones so far.
+    pub(crate) async fn payment_totals(&self) -> crate::metrics::PaymentTotals {
+        let mut m = self.0.metrics.closed_payments();
+        for f in crate::backend::Flow::ALL {
+            m.entry(f.as_str()).or_default();
+        }
+        for j in self.0.registry.all() {
+            if let Some(h) = j.handle.lock().await.as_ref() {
+                let p = h.payment_stats();
+                let e = m.entry(j.flow.as_str()).or_default();
+                e.0 = e.0.saturating_add(p.paid);
+                e.1 = e.1.saturating_add(p.value_wei);
+            }
+        }
+        m
     }
 
     /// Job counts for `/metrics`.

@@ -1,5 +1,7 @@
 //! The browser app in a real headless Chromium, driven through chromedriver's WebDriver
-//! HTTP API: open `/`, start (fake camera), see processed frames, send a prompt, stop.
+//! HTTP API: open `/`, start the page's default model (Scope, through devnet's live runner)
+//! on the fake camera, see processed frames, send a prompt and see the processed picture
+//! change, stop.
 //! Screenshots are kept under `target/browser-artifacts/`.
 //!
 //! Skips with a message when `chromium` or `chromedriver` is missing, unless
@@ -192,7 +194,7 @@ async fn browser_app_streams_prompts_and_stops() {
     d.call(
         reqwest::Method::POST,
         "/url",
-        Some(json!({"url": h.url("/?model=noop&fps=24")})),
+        Some(json!({"url": h.url("/?fps=24")})),
     )
     .await;
     let title = d.call(reqwest::Method::GET, "/title", None).await;
@@ -212,7 +214,16 @@ async fn browser_app_streams_prompts_and_stops() {
         .await;
     assert_eq!(stats["state"], "running", "{stats}");
     let job = stats["job"].as_str().expect("job id").to_string();
+    let (_, detail) = h.get(&format!("/job/{job}"), None).await;
+    assert_eq!(detail["model_id"], "scope", "{detail}");
+    assert_eq!(detail["flow"], "live-runner", "{detail}");
     d.screenshot("browser-running.png").await;
+    // Several samples of the processed picture: the camera image moves a little.
+    let mut before = Vec::new();
+    for _ in 0..5 {
+        before.push(chroma(&h, &job).await);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
 
     d.js(
         "document.getElementById('prompt').value = 'a watercolor fox'; \
@@ -225,13 +236,24 @@ async fn browser_app_streams_prompts_and_stops() {
          document.getElementById('log').textContent.includes('prompt sent: a watercolor fox');",
     )
     .await;
-    // The runner echoes the new parameters in its status events, shown in the events log.
-    d.wait_js(
-        "the events log to show the prompt",
-        "return document.getElementById('log').textContent.includes('event') && \
-         document.getElementById('log').textContent.includes('watercolor fox\"');",
-    )
+    // The runner applies the prompt: the processed picture changes colour.
+    let changed = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            let c = chroma(&h, &job).await;
+            if before
+                .iter()
+                .all(|b| (c.0 - b.0).abs() + (c.1 - b.1).abs() > 4.0)
+            {
+                return c;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
     .await;
+    assert!(
+        changed.is_ok(),
+        "picture unchanged by the prompt: {before:?}"
+    );
     let (_, detail) = h.get(&format!("/job/{job}"), None).await;
     assert_eq!(detail["phase"], "running", "{detail}");
     d.screenshot("browser-prompt.png").await;
@@ -249,7 +271,30 @@ async fn browser_app_streams_prompts_and_stops() {
     d.call(reqwest::Method::DELETE, "", None).await;
     d.session = None;
     drop(d);
+    let route = h.devnet().scope_runner().expect("a Scope runner");
     let devnet = h.devnet();
-    common::eventually("the session to end", || devnet.active_sessions() == 0).await;
+    common::eventually("the session to end", || {
+        devnet.live_sessions(&route).is_empty()
+    })
+    .await;
     h.finish().await;
+}
+
+/// Mean chroma (U, V) of the service's newest output frame of `job`.
+async fn chroma(h: &Harness, job: &str) -> (f64, f64) {
+    let url = h.url(&format!("/stream/{job}/frame"));
+    let jpeg = tokio::time::timeout(STEP, async {
+        loop {
+            let r = h.http.get(&url).send().await.expect("frame endpoint");
+            if r.status() == 200 {
+                return r.bytes().await.expect("frame body");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("an output frame in time");
+    let f = lpgw_media::decode_jpeg(&jpeg).expect("output frame decodes");
+    let mean = |p: &[u8]| p.iter().map(|&v| f64::from(v)).sum::<f64>() / p.len() as f64;
+    (mean(&f.u), mean(&f.v))
 }

@@ -12,6 +12,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
+use lpgw_testkit::python;
 use lpgw_trickle::client::{Publisher, PublisherConfig, Subscriber, SubscriberConfig};
 use lpgw_trickle::json::{Framing, JsonReader, JsonReaderConfig, JsonWriter, JsonWriterConfig};
 use lpgw_trickle::wire::SeqRequest;
@@ -27,28 +28,8 @@ fn pattern(seq: u64, size: usize) -> Vec<u8> {
     (0..size).map(|j| ((start + j * 7) % 251) as u8).collect()
 }
 
-fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("LPGW_PYTHON")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let home = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(home.join("lpgw/interop-venv/bin/python"))
-        })
-        .filter(|p| p.exists());
-    if candidate.is_none() {
-        assert!(
-            std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
-        );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
-    }
-    candidate
-}
-
 fn peer_script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/interop/trickle_peer.py")
+    lpgw_testkit::interop_script("trickle_peer.py")
 }
 
 fn peer(py: &PathBuf, args: &[&str]) -> Command {

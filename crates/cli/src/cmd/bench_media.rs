@@ -37,6 +37,77 @@ pub(crate) struct MediaBenchArgs {
     /// Skip the media-only figures.
     #[arg(long)]
     skip_media: bool,
+    /// libx264 slice threads per encoder (0 = libx264 chooses); default: the media crate's
+    /// default.
+    #[arg(long)]
+    x264_threads: Option<usize>,
+    /// Also measure resident memory per stream: start this many publisher + output pairs,
+    /// run 30 frames through each, and compare VmRSS before and after (0 to skip).
+    #[arg(long, default_value_t = 8)]
+    rss_streams: usize,
+}
+
+/// Resident set size in KiB, from `/proc/self/status`.
+fn vm_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts `n` publisher + output pairs (JPEG in, JPEG + yuv420p out, as a gateway stream
+/// does), runs 30 frames through each and returns the VmRSS growth in KiB while all are alive.
+fn rss_growth(pool: &[Bytes], n: usize, encoder: &EncoderConfig) -> anyhow::Result<Option<u64>> {
+    use lpgw_media::{InputFrame, InputImage, Output, OutputConfig, Publisher, PublisherConfig};
+    const FRAMES: usize = 30;
+    let before = vm_rss_kib();
+    let mut alive = Vec::new();
+    for _ in 0..n {
+        let (publisher, mut events) = Publisher::spawn(PublisherConfig {
+            encoder: encoder.clone(),
+            queue_capacity: FRAMES,
+            ..PublisherConfig::default()
+        })?;
+        let (input, output, mut frames) = Output::spawn(OutputConfig {
+            format: OutputFormat::Both { quality: 80 },
+            frame_capacity: FRAMES,
+            ..OutputConfig::default()
+        })?;
+        let forward = std::thread::spawn(move || {
+            while let Some(ev) = events.blocking_recv() {
+                if input.send(ev).is_err() {
+                    break;
+                }
+            }
+        });
+        for (i, j) in pool.iter().cycle().take(FRAMES).enumerate() {
+            publisher.push(InputFrame::with_pts(
+                InputImage::Jpeg(j.clone()),
+                i as i64 * 3000,
+            ))?;
+        }
+        // Zero-latency coding: pictures come out without closing the stream.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut got = 0;
+        while got < FRAMES / 2 && std::time::Instant::now() < deadline {
+            match frames.try_recv() {
+                Ok(f) => {
+                    f?;
+                    got += 1;
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        alive.push((publisher, output, frames, forward));
+    }
+    let after = vm_rss_kib();
+    for (publisher, output, frames, forward) in alive {
+        publisher.close();
+        drop(frames);
+        let _ = publisher.join();
+        let _ = forward.join();
+        let _ = output.join();
+    }
+    Ok(before.zip(after).map(|(a, b)| b.saturating_sub(a)))
 }
 
 /// Process CPU time (user + system) in seconds, from `/proc/self/stat` (USER_HZ = 100).
@@ -86,6 +157,7 @@ async fn round_trip(
     fps: u32,
     frames: usize,
     pace: bool,
+    encoder: &EncoderConfig,
 ) -> anyhow::Result<()> {
     let job = gw.start_lv2v(&StartRequest::new("relay")).await?;
     let ch = JobChannels {
@@ -97,7 +169,7 @@ async fn round_trip(
         fps,
         frames: Some(frames),
         pace,
-        encoder: EncoderConfig::default(),
+        encoder: encoder.clone(),
         wall_clock_pts: true,
         output_format: OutputFormat::Both { quality: 80 },
         tail: Duration::from_secs(10),
@@ -147,10 +219,34 @@ pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
         move || load_pool(&p)
     })
     .await??;
-    println!("input: {what}; x264 superfast / zerolatency / CRF 23, IDR every 2 s");
+    let mut encoder = EncoderConfig::default();
+    if let Some(t) = args.x264_threads {
+        encoder.threads = t;
+    }
+    println!(
+        "input: {what}; x264 superfast / zerolatency / CRF 23, IDR every 2 s, {} slice threads",
+        if encoder.threads == 0 {
+            "auto".to_string()
+        } else {
+            encoder.threads.to_string()
+        }
+    );
+    if args.rss_streams > 0 {
+        let (n, enc, p) = (args.rss_streams, encoder.clone(), pool.clone());
+        let kib = tokio::task::spawn_blocking(move || rss_growth(&p, n, &enc)).await??;
+        if let Some(kib) = kib {
+            println!(
+                "memory: {n} streams (publisher + output, JPEG in, JPEG + yuv420p out) add \
+                 {:.1} MB VmRSS, {:.1} MB per stream",
+                kib as f64 / 1024.0,
+                kib as f64 / 1024.0 / n as f64
+            );
+        }
+    }
     if !args.skip_media {
         let opts = BenchOptions {
             frames: args.frames,
+            encoder: encoder.clone(),
             ..BenchOptions::default()
         };
         let report =
@@ -166,10 +262,10 @@ pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
     for r in &args.rates {
         let (fps, secs) = parse_rate(r)?;
         let frames = (f64::from(fps) * secs).round() as usize;
-        round_trip(&gw, &pool, fps, frames, true).await?;
+        round_trip(&gw, &pool, fps, frames, true, &encoder).await?;
     }
     if args.unpaced > 0 {
-        round_trip(&gw, &pool, 30, args.unpaced, false).await?;
+        round_trip(&gw, &pool, 30, args.unpaced, false, &encoder).await?;
     }
     devnet.shutdown().await;
     Ok(())

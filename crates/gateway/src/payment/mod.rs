@@ -2,5 +2,6 @@
 
 pub(crate) mod session;
 pub(crate) mod state;
+pub(crate) mod value;
 
 pub use session::PaymentStats;

@@ -36,6 +36,11 @@ pub struct PaymentStats {
     pub skipped: u64,
     /// Orchestrator-info refreshes after a signer 480.
     pub refreshes: u64,
+    /// Expected value in wei of the accepted payments: per payment, its tickets times
+    /// `faceValue × winProb / 2^256` as the signer minted them. This is what the
+    /// orchestrator credits to the job's balance (a winning ticket pays its full face value,
+    /// on average this).
+    pub value_wei: u128,
 }
 
 /// How a payment cycle ended.
@@ -61,6 +66,10 @@ pub(crate) struct PaymentSession {
     headers: Option<PaymentHeaders>,
     machine: PaymentState,
     last_error: String,
+    /// Value of the headers last signed (credited once they are accepted).
+    signed_value: u128,
+    /// Value of the accepted payments.
+    paid_value: u128,
 }
 
 impl std::fmt::Debug for PaymentSession {
@@ -106,6 +115,8 @@ impl PaymentSession {
             headers: None,
             machine,
             last_error: String::new(),
+            signed_value: 0,
+            paid_value: 0,
         }
     }
 
@@ -119,6 +130,7 @@ impl PaymentSession {
             paid: s.paid,
             skipped: s.skipped,
             refreshes: s.refreshes,
+            value_wei: self.paid_value,
         }
     }
 
@@ -136,6 +148,7 @@ impl PaymentSession {
     /// Records how the job start went (the opening payment's `Post`).
     pub(crate) fn handle_start_result(&mut self, accepted: bool) {
         let outcome = if accepted {
+            self.paid_value = self.paid_value.saturating_add(self.signed_value);
             PostOutcome::Ok
         } else {
             PostOutcome::Failed
@@ -155,6 +168,9 @@ impl PaymentSession {
                 }
                 CycleEnd::Post(h) => {
                     let outcome = self.post(&h).await;
+                    if matches!(outcome, PostOutcome::Ok) {
+                        self.paid_value = self.paid_value.saturating_add(self.signed_value);
+                    }
                     self.machine.handle_posted(Instant::now(), outcome);
                 }
             }
@@ -205,6 +221,7 @@ impl PaymentSession {
                 state,
             } => {
                 self.signer_state = Some(state);
+                self.signed_value = crate::payment::value::payment_value_wei(&payment);
                 self.headers = Some(PaymentHeaders { payment, seg_creds });
                 SignerOutcome::Paid
             }

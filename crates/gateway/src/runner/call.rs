@@ -223,6 +223,7 @@ impl Funding {
         let status = Arc::new(Mutex::new(FundingStatus {
             stats: PaymentStats {
                 paid: 1,
+                value_wei: payer.signed_value(),
                 ..PaymentStats::default()
             },
             end: None,

@@ -127,6 +127,8 @@ pub(crate) struct RunnerPayer {
     state: Option<Value>,
     headers: Option<(String, String)>,
     last_error: String,
+    /// Value in wei of the headers last signed.
+    signed_value: u128,
 }
 
 impl std::fmt::Debug for RunnerPayer {
@@ -156,6 +158,7 @@ impl RunnerPayer {
             payer_address,
             state: None,
             headers: None,
+            signed_value: 0,
             last_error: String::new(),
         }
     }
@@ -197,6 +200,7 @@ impl RunnerPayer {
                 state,
             } => {
                 self.state = Some(state.clone());
+                self.signed_value = crate::payment::value::payment_value_wei(payment);
                 self.headers = Some((payment.clone(), seg_creds.clone()));
                 debug!(manifest = %self.challenge.manifest_id, kind, "runner payment signed");
             }
@@ -204,6 +208,11 @@ impl RunnerPayer {
             SignerReply::RefreshSession | SignerReply::NoTickets => {}
         }
         reply
+    }
+
+    /// Value in wei of the last successful [`Self::sign`] (see [`PaymentStats::value_wei`]).
+    pub(crate) fn signed_value(&self) -> u128 {
+        self.signed_value
     }
 
     /// The headers of the last successful [`Self::sign`].
@@ -325,6 +334,8 @@ pub(crate) async fn fund(
     let interval = payer.inner.settings.live.payment_interval;
     let max_refreshes = payer.inner.settings.max_refreshes;
     let mut machine = PaymentState::funded(interval, max_refreshes, Instant::now());
+    // The opening payment (made before the loop) is already credited.
+    let mut value = payer.signed_value();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -366,6 +377,9 @@ pub(crate) async fn fund(
                             Some((p, s)) => payer.post(&p, &s).await,
                             None => PostOutcome::Failed,
                         };
+                        if matches!(outcome, PostOutcome::Ok) {
+                            value = value.saturating_add(payer.signed_value());
+                        }
                         machine.handle_posted(Instant::now(), outcome);
                         None
                     }
@@ -383,6 +397,7 @@ pub(crate) async fn fund(
                     paid: stats.paid,
                     skipped: stats.skipped,
                     refreshes: stats.refreshes,
+                    value_wei: value,
                 };
                 if let Some(reason) = stop {
                     let end = match reason {

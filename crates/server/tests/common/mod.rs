@@ -37,10 +37,16 @@ impl Harness {
 
     pub async fn start_with(config: ServerConfig, dn: DevnetConfig) -> Self {
         let devnet = Devnet::start(dn).await.expect("devnet starts");
-        let settings = lpgw_gateway::Settings {
+        let mut settings = lpgw_gateway::Settings {
             orchestrators: vec![devnet.orchestrator_url().to_string()],
+            signer_url: devnet.signer_url().map(str::to_owned),
             ..lpgw_gateway::Settings::default()
         };
+        if settings.signer_url.is_some() {
+            // Paid devnets: pay often so tests see payments add up.
+            settings.payment_interval = Duration::from_millis(300);
+            settings.live.payment_interval = Duration::from_millis(300);
+        }
         let gateway = lpgw_gateway::Gateway::new(settings).expect("gateway");
         let state = AppState::new(config, gateway);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -16,17 +16,38 @@ use super::handlers::{err, header, unsupported};
 use super::registry::check_batch;
 use crate::respond::{json_ok, plain_error};
 
+/// Admits a runner callback: live runners must be on (else 404) and the request must carry
+/// the session's `Livepeer-Session-Token`. The error is the response to send
+/// (boxed: a response is large).
+fn admit(
+    live: &Live,
+    rid: &str,
+    sid: &str,
+    headers: &HeaderMap,
+    now: Instant,
+) -> Result<(), Box<Response>> {
+    if !live.cfg.enabled {
+        return Err(Box::new(unsupported()));
+    }
+    let token = header(headers, "Livepeer-Session-Token");
+    live.reg()
+        .authorize(rid, sid, token, now)
+        .map_err(|e| Box::new(err(&e)))
+}
+
+/// A callback's JSON body; a body that does not parse is a 400 with the parser's message.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body)
+        .map_err(|e| Box::new(plain_error(StatusCode::BAD_REQUEST, &e.to_string())))
+}
+
 pub(super) async fn runner_stop(
     State(live): State<Arc<Live>>,
     Path((rid, sid)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if !live.cfg.enabled {
-        return unsupported();
-    }
-    let token = header(&headers, "Livepeer-Session-Token");
-    if let Err(e) = live.reg().authorize(&rid, &sid, token, Instant::now()) {
-        return err(&e);
+    if let Err(r) = admit(&live, &rid, &sid, &headers, Instant::now()) {
+        return *r;
     }
     live.release(&rid, &sid);
     StatusCode::NO_CONTENT.into_response()
@@ -58,17 +79,13 @@ pub(super) async fn create_channels(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !live.cfg.enabled {
-        return unsupported();
-    }
     let now = Instant::now();
-    let token = header(&headers, "Livepeer-Session-Token");
-    if let Err(e) = live.reg().authorize(&rid, &sid, token, now) {
-        return err(&e);
+    if let Err(r) = admit(&live, &rid, &sid, &headers, now) {
+        return *r;
     }
-    let req: ChannelsReq = match serde_json::from_slice(&body) {
+    let req: ChannelsReq = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(r) => return *r,
     };
     if let Err(e) = check_batch(req.channels.len()) {
         return err(&e);
@@ -102,17 +119,13 @@ pub(super) async fn delete_channels(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !live.cfg.enabled {
-        return unsupported();
-    }
     let now = Instant::now();
-    let token = header(&headers, "Livepeer-Session-Token");
-    if let Err(e) = live.reg().authorize(&rid, &sid, token, now) {
-        return err(&e);
+    if let Err(r) = admit(&live, &rid, &sid, &headers, now) {
+        return *r;
     }
-    let req: DeleteReq = match serde_json::from_slice(&body) {
+    let req: DeleteReq = match parse(&body) {
         Ok(r) => r,
-        Err(e) => return plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
+        Err(r) => return *r,
     };
     let deleted = live.reg().delete_channels(&rid, &sid, &req.channels, now);
     match deleted {
@@ -132,25 +145,21 @@ pub(super) async fn create_proxy(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if !live.cfg.enabled {
-        return unsupported();
-    }
     let now = Instant::now();
-    let token = header(&headers, "Livepeer-Session-Token");
-    if let Err(e) = live.reg().authorize(&rid, &sid, token, now) {
-        return err(&e);
+    if let Err(r) = admit(&live, &rid, &sid, &headers, now) {
+        return *r;
     }
     let target = if body.iter().all(u8::is_ascii_whitespace) {
         String::new()
     } else {
-        match serde_json::from_slice::<Value>(&body) {
+        match parse::<Value>(&body) {
             Ok(v) => v
                 .get("target_url")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .trim()
                 .to_string(),
-            Err(e) => return plain_error(StatusCode::BAD_REQUEST, &e.to_string()),
+            Err(r) => return *r,
         }
     };
     let runner_url = match live.reg().get(&rid, now) {
