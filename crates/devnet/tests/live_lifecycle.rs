@@ -25,16 +25,7 @@ async fn wait_until(mut f: impl FnMut() -> bool) {
 }
 
 async fn discovery(h: &DevnetHandle) -> Value {
-    bounded(
-        http()
-            .get(format!("{}/discovery", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap()
+    get_json(format!("{}/discovery", h.orchestrator_url())).await
 }
 
 #[tokio::test]
@@ -62,16 +53,7 @@ async fn runner_expiring_mid_session_releases_it() {
         .as_str()
         .unwrap()
         .to_string();
-    let a: Value = bounded(
-        http()
-            .post(format!("{}/apps/r1/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let a: Value = post_json(format!("{}/apps/r1/session", h.orchestrator_url())).await;
     let sid = a["session_id"].as_str().unwrap().to_string();
     assert_eq!(h.live_sessions("r1"), vec![sid.clone()]);
     // No more heartbeats: the runner expires, is swept, and its session goes with it.

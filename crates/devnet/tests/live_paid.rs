@@ -518,16 +518,7 @@ async fn live_only_orchestrator_with_a_priced_idle_scope_runner() {
     let (s, b) = start_lv2v(&h, r#"{"model_id":"noop"}"#, "", &offchain_seg(&info)).await;
     assert_eq!((s, b.as_str()), (503, "insufficient capacity\n"));
     // Discovery shows the Scope runner healthy, priced and idle.
-    let d: Value = bounded(
-        http()
-            .get(format!("{}/discovery", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let d: Value = get_json(format!("{}/discovery", h.orchestrator_url())).await;
     let p = d[0]["runners"]
         .as_array()
         .unwrap()

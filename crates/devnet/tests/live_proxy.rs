@@ -314,16 +314,7 @@ async fn proxy_true_runner_gets_generated_app_url() {
     .await
     .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let a: Value = bounded(
-        http()
-            .post(format!("{}/apps/px/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let a: Value = post_json(format!("{}/apps/px/session", h.orchestrator_url())).await;
     let app = a["app_url"].as_str().unwrap();
     let prefix = format!("{}/run/", h.orchestrator_url());
     assert!(app.starts_with(&prefix), "{app}");
@@ -349,16 +340,7 @@ async fn proxy_true_runner_gets_generated_app_url() {
     .await
     .unwrap();
     assert_eq!(r.status().as_u16(), 200);
-    let d: Value = bounded(
-        http()
-            .get(format!("{}/discovery", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let d: Value = get_json(format!("{}/discovery", h.orchestrator_url())).await;
     assert!(
         d[0]["runners"]
             .as_array()

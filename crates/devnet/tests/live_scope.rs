@@ -203,16 +203,7 @@ async fn live_only_orchestrator_rejects_lv2v_but_serves_scope() {
     .await;
     let (s, b) = start_lv2v(&h, r#"{"model_id":"scope"}"#, "", "").await;
     assert_eq!((s, b.as_str()), (503, "insufficient capacity\n"));
-    let d: Value = bounded(
-        http()
-            .get(format!("{}/discovery", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let d: Value = get_json(format!("{}/discovery", h.orchestrator_url())).await;
     let p = d[0]["runners"]
         .as_array()
         .unwrap()
@@ -231,16 +222,7 @@ async fn live_only_orchestrator_rejects_lv2v_but_serves_scope() {
     // The stale-session fault: reservation works, the app call fails with 409.
     h.faults().set_live_stale_session(true);
     let route = h.scope_runner().unwrap();
-    let a: Value = bounded(
-        http()
-            .post(format!("{}/apps/{route}/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let a: Value = post_json(format!("{}/apps/{route}/session", h.orchestrator_url())).await;
     let r = bounded(
         http()
             .post(format!("{}/scope", a["app_url"].as_str().unwrap()))

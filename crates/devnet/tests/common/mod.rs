@@ -312,3 +312,23 @@ pub async fn generate(h: &DevnetHandle, body: serde_json::Value) -> SignerReply 
 pub fn b64<M: prost::Message>(m: &M) -> String {
     lpgw_proto::headers::encode_b64(m)
 }
+
+/// `GET url`, bounded in time, decoded as JSON (panics on any failure: test helper).
+pub async fn get_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    bounded(http().get(url).send())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// `POST url` with no body, bounded in time, decoded as JSON.
+pub async fn post_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    bounded(http().post(url).send())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
