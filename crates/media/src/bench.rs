@@ -27,6 +27,9 @@ pub struct BenchOptions {
     pub jpeg_quality: u8,
     /// Encoder settings. Default superfast / zerolatency / CRF 23 / IDR every 2 s.
     pub encoder: EncoderConfig,
+    /// JPEGs to feed (cycled up to `frames`), so the figures can be taken on the same
+    /// pictures as a round trip; `None` generates [`bench_frame`]s at `jpeg_quality`.
+    pub jpegs: Option<std::sync::Arc<Vec<Bytes>>>,
 }
 
 impl Default for BenchOptions {
@@ -38,6 +41,7 @@ impl Default for BenchOptions {
             fps: 30,
             jpeg_quality: 80,
             encoder: EncoderConfig::default(),
+            jpegs: None,
         }
     }
 }
@@ -105,7 +109,7 @@ impl std::fmt::Display for BenchReport {
 
 /// Process CPU time (user + system) from `/proc/self/stat`, in clock ticks of 1/100 s
 /// (Linux's fixed USER_HZ).
-fn cpu_time() -> Option<Duration> {
+fn process_cpu_time() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
     let rest = stat.get(stat.rfind(')')? + 2..)?;
@@ -145,13 +149,25 @@ pub fn bench_frame(width: u32, height: u32, index: usize) -> Yuv420Frame {
     f
 }
 
+/// The JPEGs a run feeds: `opts.jpegs` cycled to `opts.frames`, or generated pictures.
+pub(crate) fn bench_inputs(opts: &BenchOptions) -> Result<Vec<Bytes>, MediaError> {
+    match &opts.jpegs {
+        Some(pool) if !pool.is_empty() => {
+            Ok(pool.iter().cycle().take(opts.frames).cloned().collect())
+        }
+        _ => {
+            let mut jpeg = JpegEncoder::new(opts.jpeg_quality);
+            (0..opts.frames)
+                .map(|i| jpeg.encode(&bench_frame(opts.width, opts.height, i)))
+                .collect()
+        }
+    }
+}
+
 /// Runs JPEG → segments, then segments → JPEG, and reports throughput. Blocking; takes a few
 /// seconds at the defaults.
 pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
-    let mut jpeg = JpegEncoder::new(opts.jpeg_quality);
-    let inputs: Vec<Bytes> = (0..opts.frames)
-        .map(|i| jpeg.encode(&bench_frame(opts.width, opts.height, i)))
-        .collect::<Result<_, _>>()?;
+    let inputs = bench_inputs(opts)?;
     let mut report = BenchReport {
         frames: inputs.len(),
         ..Default::default()
@@ -169,7 +185,7 @@ pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
     };
     let (publisher, mut events) = Publisher::spawn(cfg)?;
     let tick = CLOCK_HZ / i64::from(opts.fps.max(1));
-    let cpu0 = cpu_time();
+    let cpu0 = process_cpu_time();
     let t0 = Instant::now();
     for (i, j) in inputs.into_iter().enumerate() {
         publisher.push(InputFrame::with_pts(InputImage::Jpeg(j), i as i64 * tick))?;
@@ -180,7 +196,7 @@ pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
         collected.push(ev);
     }
     let elapsed = t0.elapsed();
-    let cpu1 = cpu_time();
+    let cpu1 = process_cpu_time();
     let stats = publisher.stats();
     publisher.join()?;
     report.input_fps = stats.frames_encoded as f64 / elapsed.as_secs_f64();
@@ -202,7 +218,7 @@ pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
         },
     };
     let (input, output, mut frames) = Output::spawn(cfg)?;
-    let cpu0 = cpu_time();
+    let cpu0 = process_cpu_time();
     let t0 = Instant::now();
     for ev in collected {
         input.send(ev)?;
@@ -214,7 +230,7 @@ pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
         n += 1;
     }
     let elapsed = t0.elapsed();
-    let cpu1 = cpu_time();
+    let cpu1 = process_cpu_time();
     let ostats = input.stats();
     output.join()?;
     report.h264_decode_ms = ms_per(ostats.decode_us, n as u64);

@@ -288,9 +288,11 @@ impl H264Encoder {
         ctx.set_frame_rate(Some(Rational::new(cfg.fps.max(1) as i32, 1)));
         ctx.set_max_b_frames(0);
         // Forced IDRs (by media time) do the real work; this cap only bounds the gap if the
-        // source timestamps stall.
+        // source timestamps stall. It is generous because real rates often exceed the nominal
+        // `fps` (a client sending 60 fps to a 24 fps stream, an unpaced benchmark): a tight cap
+        // would add IDRs, which cost several P-frames' worth of encode, decode and bytes.
         let interval_frames = cfg.keyframe_interval.as_secs_f64() * f64::from(cfg.fps.max(1));
-        ctx.set_gop((interval_frames.ceil() as u32).saturating_mul(2).max(1));
+        ctx.set_gop((interval_frames.ceil() as u32).saturating_mul(8).max(1));
         ctx.set_threading(threading::Config {
             kind: threading::Type::Slice,
             count: cfg.threads,

@@ -53,6 +53,7 @@
 #![warn(missing_docs)]
 
 mod bench;
+mod bench_stages;
 mod codec;
 mod effect;
 mod error;
@@ -66,6 +67,7 @@ mod stats;
 mod ts;
 
 pub use bench::{BenchOptions, BenchReport, bench_frame, run_media_bench};
+pub use bench_stages::{StageCosts, measure_codec_stages};
 pub use codec::{EncoderConfig, JpegEncoder, RateControl, decode_jpeg};
 pub use effect::apply_prompt_effect;
 pub use error::MediaError;

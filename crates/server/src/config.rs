@@ -20,6 +20,20 @@ pub struct ServerConfig {
     pub max_jobs_per_key: usize,
     /// Concurrent jobs in total. Default 64.
     pub max_jobs: usize,
+    /// Concurrent jobs started from one client address (see `trusted_proxies`), checked
+    /// together with the other limits. Default 8; 0 means no limit.
+    pub max_jobs_per_ip: usize,
+    /// Job starts (`POST /start-job`, `POST /stream/start`) one client address may make per
+    /// second, on average; past it the answer is 429 with `Retry-After`. Default 2; 0 means
+    /// no limit.
+    pub start_rate_per_ip: f64,
+    /// Job starts one client address may make in a burst before `start_rate_per_ip`
+    /// applies. Default 10.
+    pub start_burst_per_ip: u32,
+    /// Addresses of reverse proxies whose `X-Forwarded-For` is believed: for a request from
+    /// one of them, the client is the right-most address in that header that is not a
+    /// trusted proxy. From any other peer the header is ignored. Default empty.
+    pub trusted_proxies: Vec<String>,
     /// Model used when a start request names none. Default `noop`.
     pub default_model: String,
     /// Models started through the live-runner flow. Default `["scope"]`.
@@ -56,6 +70,10 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             max_jobs_per_key: 10,
             max_jobs: 64,
+            max_jobs_per_ip: 8,
+            start_rate_per_ip: 2.0,
+            start_burst_per_ip: 10,
+            trusted_proxies: Vec::new(),
             default_model: "noop".into(),
             live_runner_models: vec!["scope".into()],
             orchestrator_allow_list: Vec::new(),
@@ -121,6 +139,24 @@ mod tests {
         assert_eq!(c.max_jobs_per_key, 2);
         assert_eq!(c.idle_timeout(), Duration::from_secs(5));
         assert_eq!(c.default_model, "noop");
+    }
+
+    #[test]
+    fn per_address_limits_have_defaults_and_toml_names() {
+        let d = ServerConfig::default();
+        assert_eq!(d.max_jobs_per_ip, 8);
+        assert_eq!(d.start_rate_per_ip, 2.0);
+        assert_eq!(d.start_burst_per_ip, 10);
+        assert!(d.trusted_proxies.is_empty());
+        let c = ServerConfig::from_toml_str(
+            "max_jobs_per_ip = 0\nstart_rate_per_ip = 0.5\nstart_burst_per_ip = 3\n\
+             trusted_proxies = [\"10.0.0.1\"]\n",
+        )
+        .unwrap();
+        assert_eq!(c.max_jobs_per_ip, 0);
+        assert_eq!(c.start_rate_per_ip, 0.5);
+        assert_eq!(c.start_burst_per_ip, 3);
+        assert_eq!(c.trusted_proxies, vec!["10.0.0.1".to_string()]);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub(crate) struct ApiError {
     pub(crate) message: String,
     /// `(url, reason)` per orchestrator tried, in order; `None` when not a start failure.
     pub(crate) rejections: Option<Vec<(String, String)>>,
+    /// Seconds for a `Retry-After` header, for 429 answers of a rate limit.
+    pub(crate) retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             status,
             message: message.into(),
             rejections: None,
+            retry_after: None,
         }
     }
 
@@ -35,6 +38,16 @@ impl ApiError {
 
     pub(crate) fn not_found() -> Self {
         Self::new(StatusCode::NOT_FOUND, "Job not found")
+    }
+
+    /// 429 from a rate limit: retry after `wait`, rounded up to whole seconds (at least 1,
+    /// the header's smallest useful value).
+    pub(crate) fn rate_limited(message: impl Into<String>, wait: std::time::Duration) -> Self {
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        Self {
+            retry_after: Some(secs.max(1)),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, message)
+        }
     }
 
     pub(crate) fn unauthorized() -> Self {
@@ -67,6 +80,7 @@ impl ApiError {
             status,
             message: err.to_string(),
             rejections: Some(rejections),
+            retry_after: None,
         }
     }
 }
@@ -125,6 +139,13 @@ impl IntoResponse for ApiError {
                 .map(|(url, reason)| json!({ "url": url, "reason": reason }))
                 .collect();
         }
+        if let Some(secs) = self.retry_after {
+            body["retry_after_secs"] = secs.into();
+            let mut resp = (self.status, Json(body)).into_response();
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+            return resp;
+        }
         (self.status, Json(body)).into_response()
     }
 }
@@ -139,6 +160,18 @@ mod tests {
             url: "https://o:1".into(),
             reason,
         }
+    }
+
+    #[test]
+    fn rate_limited_answers_carry_retry_after_in_whole_seconds() {
+        use std::time::Duration;
+        let e = ApiError::rate_limited("slow down", Duration::from_millis(1));
+        assert_eq!(e.retry_after, Some(1));
+        let e = ApiError::rate_limited("slow down", Duration::from_millis(2500));
+        assert_eq!(e.retry_after, Some(3));
+        let r = ApiError::rate_limited("slow down", Duration::from_secs(4)).into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[axum::http::header::RETRY_AFTER], "4");
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! tombstones of recently ended jobs (so `status` can say `stopped` and `publish` 410).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::AtomicUsize;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,6 +17,7 @@ use crate::backend::{Flow, MediaEndpoints, RunningJob};
 use crate::error::ApiError;
 use crate::media::JobMedia;
 use crate::phase::{Phase, PhaseEvent};
+use crate::seq::SeqGate;
 
 /// Ended jobs remembered for status queries.
 const TOMBSTONES: usize = 1024;
@@ -26,6 +28,8 @@ const EVENT_BUFFER: usize = 64;
 pub(crate) struct Job {
     pub(crate) id: String,
     pub(crate) owner: Owner,
+    /// The client address that started it; `None` when unknown.
+    pub(crate) client_ip: Option<IpAddr>,
     pub(crate) model_id: String,
     pub(crate) flow: Flow,
     pub(crate) created_at: f64,
@@ -42,6 +46,11 @@ pub(crate) struct Job {
     pub(crate) events: broadcast::Sender<Value>,
     /// WebSocket and SSE connections open now; a job with viewers is never idle.
     pub(crate) viewers: AtomicUsize,
+    /// The highest `seq` of a frame published over HTTP. Held while the frame is handed to
+    /// the encoder, so accepted frames reach it in sequence order.
+    pub(crate) seq: Mutex<SeqGate>,
+    /// Numbered frames skipped because they were not newer than the last accepted.
+    pub(crate) dropped_stale: AtomicU64,
 }
 
 struct JobState {
@@ -68,6 +77,7 @@ impl Job {
     pub(crate) fn new(
         id: String,
         owner: Owner,
+        client_ip: Option<IpAddr>,
         model_id: String,
         running: RunningJob,
         settings: &lpgw_gateway::Settings,
@@ -76,6 +86,7 @@ impl Job {
         Self {
             id,
             owner,
+            client_ip,
             model_id,
             flow: running.flow(),
             created_at: unix_now(),
@@ -93,6 +104,8 @@ impl Job {
             }),
             events,
             viewers: AtomicUsize::new(0),
+            seq: Mutex::default(),
+            dropped_stale: AtomicU64::new(0),
         }
     }
 
@@ -166,6 +179,8 @@ struct Inner {
     jobs: HashMap<String, Arc<Job>>,
     /// Starts in flight per owner, counted against the limits.
     pending: HashMap<Owner, usize>,
+    /// Starts in flight per client address; entries at zero are removed.
+    pending_ip: HashMap<IpAddr, usize>,
     ended: HashMap<String, Tombstone>,
     ended_order: VecDeque<String>,
 }
@@ -176,6 +191,41 @@ pub(crate) struct Registry {
     inner: Mutex<Inner>,
     per_key: usize,
     total: usize,
+    /// 0: no per-address limit.
+    per_ip: usize,
+}
+
+/// Which job limit a start ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LimitHit {
+    /// Concurrent jobs of one key.
+    PerKey(usize),
+    /// Concurrent jobs from one client address.
+    PerIp(usize),
+    /// Concurrent jobs in total.
+    Total(usize),
+}
+
+impl LimitHit {
+    /// A short label for the metrics.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::PerKey(_) => "jobs_per_key",
+            Self::PerIp(_) => "jobs_per_ip",
+            Self::Total(_) => "jobs_total",
+        }
+    }
+}
+
+impl From<LimitHit> for ApiError {
+    fn from(l: LimitHit) -> Self {
+        let msg = match l {
+            LimitHit::PerKey(n) => format!("Job limit reached ({n} per key)"),
+            LimitHit::PerIp(n) => format!("Job limit reached ({n} per client address)"),
+            LimitHit::Total(n) => format!("Service job limit reached ({n})"),
+        };
+        Self::new(StatusCode::TOO_MANY_REQUESTS, msg)
+    }
 }
 
 /// A slot taken against the limits while a job starts; released on drop unless the job was
@@ -183,23 +233,43 @@ pub(crate) struct Registry {
 pub(crate) struct Reservation {
     registry: Arc<Registry>,
     owner: Owner,
+    ip: Option<IpAddr>,
     live: bool,
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if self.live {
-            self.registry.release(self.owner);
+            let mut g = self.registry.lock();
+            g.unpend(self.owner, self.ip);
+        }
+    }
+}
+
+impl Inner {
+    fn unpend(&mut self, owner: Owner, ip: Option<IpAddr>) {
+        if let Some(n) = self.pending.get_mut(&owner) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(ip) = ip
+            && let Some(n) = self.pending_ip.get_mut(&ip)
+        {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.pending_ip.remove(&ip);
+            }
         }
     }
 }
 
 impl Registry {
-    pub(crate) fn new(per_key: usize, total: usize) -> Self {
+    /// Limits per key and in total (at least 1 each), and per client address (0: none).
+    pub(crate) fn new(per_key: usize, total: usize, per_ip: usize) -> Self {
         Self {
             inner: Mutex::default(),
             per_key: per_key.max(1),
             total: total.max(1),
+            per_ip,
         }
     }
 
@@ -207,36 +277,41 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn release(&self, owner: Owner) {
-        let mut g = self.lock();
-        if let Some(n) = g.pending.get_mut(&owner) {
-            *n = n.saturating_sub(1);
-        }
-    }
-
-    /// Takes a slot for `owner`, checking both limits and counting it in one step, so
-    /// concurrent starts cannot overshoot.
-    pub(crate) fn reserve(self: &Arc<Self>, owner: Owner) -> Result<Reservation, ApiError> {
+    /// Takes a slot for `owner` starting from `ip`, checking every limit and counting it
+    /// in one step, so concurrent starts cannot overshoot. The slot is freed when the
+    /// reservation is dropped unused or, once inserted, when the job is removed.
+    pub(crate) fn reserve(
+        self: &Arc<Self>,
+        owner: Owner,
+        ip: Option<IpAddr>,
+    ) -> Result<Reservation, LimitHit> {
         let mut g = self.lock();
         let owned = g.jobs.values().filter(|j| j.owner == owner).count();
         let pending_owner = g.pending.get(&owner).copied().unwrap_or(0);
         if owned + pending_owner >= self.per_key {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Job limit reached ({} per key)", self.per_key),
-            ));
+            return Err(LimitHit::PerKey(self.per_key));
+        }
+        if let Some(ip) = ip
+            && self.per_ip > 0
+        {
+            let from_ip = g.jobs.values().filter(|j| j.client_ip == Some(ip)).count();
+            let pending_ip = g.pending_ip.get(&ip).copied().unwrap_or(0);
+            if from_ip + pending_ip >= self.per_ip {
+                return Err(LimitHit::PerIp(self.per_ip));
+            }
         }
         let pending_all: usize = g.pending.values().sum();
         if g.jobs.len() + pending_all >= self.total {
-            return Err(ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                format!("Service job limit reached ({})", self.total),
-            ));
+            return Err(LimitHit::Total(self.total));
         }
         *g.pending.entry(owner).or_default() += 1;
+        if let Some(ip) = ip {
+            *g.pending_ip.entry(ip).or_default() += 1;
+        }
         Ok(Reservation {
             registry: self.clone(),
             owner,
+            ip,
             live: true,
         })
     }
@@ -244,9 +319,7 @@ impl Registry {
     /// Turns a reservation into a registered job.
     pub(crate) fn insert(&self, mut r: Reservation, job: Arc<Job>) {
         let mut g = self.lock();
-        if let Some(n) = g.pending.get_mut(&r.owner) {
-            *n = n.saturating_sub(1);
-        }
+        g.unpend(r.owner, r.ip);
         r.live = false;
         g.jobs.insert(job.id.clone(), job);
     }
@@ -329,24 +402,61 @@ mod tests {
 
     #[test]
     fn reservations_count_against_the_per_key_limit_until_released() {
-        let r = Arc::new(Registry::new(2, 100));
-        let a = r.reserve(Owner::Key(0)).unwrap();
-        let _b = r.reserve(Owner::Key(0)).unwrap();
+        let r = Arc::new(Registry::new(2, 100, 0));
+        let a = r.reserve(Owner::Key(0), None).unwrap();
+        let _b = r.reserve(Owner::Key(0), None).unwrap();
+        let hit = r.reserve(Owner::Key(0), None).err();
+        assert_eq!(hit, Some(LimitHit::PerKey(2)));
         assert_eq!(
-            r.reserve(Owner::Key(0)).err().map(|e| e.status),
-            Some(StatusCode::TOO_MANY_REQUESTS)
+            ApiError::from(hit.unwrap()).status,
+            StatusCode::TOO_MANY_REQUESTS
         );
         // Another key has its own budget.
-        let _c = r.reserve(Owner::Key(1)).unwrap();
+        let _c = r.reserve(Owner::Key(1), None).unwrap();
         drop(a);
-        assert!(r.reserve(Owner::Key(0)).is_ok());
+        assert!(r.reserve(Owner::Key(0), None).is_ok());
     }
 
     #[test]
     fn total_limit_applies_across_keys() {
-        let r = Arc::new(Registry::new(10, 2));
-        let _a = r.reserve(Owner::Key(0)).unwrap();
-        let _b = r.reserve(Owner::Key(1)).unwrap();
-        assert!(r.reserve(Owner::Key(2)).is_err());
+        let r = Arc::new(Registry::new(10, 2, 0));
+        let _a = r.reserve(Owner::Key(0), None).unwrap();
+        let _b = r.reserve(Owner::Key(1), None).unwrap();
+        assert_eq!(
+            r.reserve(Owner::Key(2), None).err(),
+            Some(LimitHit::Total(2))
+        );
+    }
+
+    #[test]
+    fn per_address_limit_applies_across_keys_and_frees_on_release() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let other: IpAddr = "192.0.2.8".parse().unwrap();
+        let r = Arc::new(Registry::new(10, 100, 2));
+        let a = r.reserve(Owner::Key(0), Some(ip)).unwrap();
+        let _b = r.reserve(Owner::Key(1), Some(ip)).unwrap();
+        assert_eq!(
+            r.reserve(Owner::Key(2), Some(ip)).err(),
+            Some(LimitHit::PerIp(2))
+        );
+        assert!(r.reserve(Owner::Key(2), Some(other)).is_ok());
+        // An unknown address is not limited per address.
+        assert!(r.reserve(Owner::Key(2), None).is_ok());
+        drop(a);
+        let _c = r.reserve(Owner::Key(0), Some(ip)).unwrap();
+        // Fully released addresses leave no entry behind.
+        drop(_c);
+        drop(_b);
+        assert!(r.lock().pending_ip.is_empty());
+    }
+
+    #[test]
+    fn zero_per_address_limit_means_none() {
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let r = Arc::new(Registry::new(100, 100, 0));
+        let held: Vec<_> = (0..50)
+            .map(|_| r.reserve(Owner::Open, Some(ip)).unwrap())
+            .collect();
+        assert_eq!(held.len(), 50);
     }
 }

@@ -11,7 +11,12 @@
 //!   through the media pipeline ([`lpgw_media`]) and the bridge ([`lpgw_bridge`]); every step
 //!   is bounded and drops (counted) rather than queues.
 //! - API keys (`X-API-Key`, `Authorization: Bearer`, or `?api_key=` for WebSocket and SSE)
-//!   own jobs; another key sees 404. Per-key and total job limits are checked atomically.
+//!   own jobs; another key sees 404. Per-key, per-client-address and total job limits are
+//!   checked atomically; job starts are rate-limited per client address (a token bucket,
+//!   429 with `Retry-After`). The client address is the TCP peer, or — only for peers listed
+//!   as trusted proxies — the right-most untrusted `X-Forwarded-For` entry.
+//! - `POST /stream/{id}/publish?seq=N` skips (200 `"status":"skipped"`, counted) frames
+//!   numbered at or below the highest number already accepted for the stream.
 //! - `/health`, `/metrics` (Prometheus text), CORS, idle-job reaping, graceful shutdown.
 //!
 //! The service never speaks trickle or gRPC itself: jobs start and stop through
@@ -31,6 +36,7 @@
 
 mod auth;
 mod backend;
+mod client_ip;
 mod config;
 mod error;
 mod extract;
@@ -39,8 +45,10 @@ mod media;
 mod metrics;
 mod openapi;
 mod phase;
+mod ratelimit;
 mod routes_a;
 mod routes_b;
+mod seq;
 mod service;
 mod sse;
 mod web;
@@ -61,6 +69,10 @@ pub use error::ConfigError;
 pub use service::AppState;
 
 /// The service's routes over `state`.
+///
+/// Per-client-address limits need the peer address: serve the router with
+/// `into_make_service_with_connect_info::<SocketAddr>()`, as [`run`] does. Without it they
+/// do not apply.
 pub fn app(state: AppState) -> Router {
     let cfg = &state.0.config;
     let frame_limit = cfg.max_frame_bytes.max(cfg.max_json_bytes);
@@ -147,8 +159,21 @@ pub async fn run(
         sig.cancelled().await;
         trigger.cancel();
     });
-    let serve = axum::serve(lpgw_trickle::server::nodelay(listener), app(state.clone()))
-        .with_graceful_shutdown(async move { inner.cancelled().await });
+    // `TCP_NODELAY` set here rather than through `lpgw_trickle::server::nodelay`: the
+    // concrete `TapIo` type is what gives handlers the peer address (`ConnectInfo`).
+    let listener = {
+        use axum::serve::ListenerExt as _;
+        listener.tap_io(|tcp| {
+            if let Err(err) = tcp.set_nodelay(true) {
+                tracing::debug!(%err, "could not set TCP_NODELAY");
+            }
+        })
+    };
+    let serve = axum::serve(
+        listener,
+        app(state.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { inner.cancelled().await });
     let served = tokio::spawn(async move { serve.await });
     state.0.shutdown.cancelled().await;
     info!("shutting down: closing jobs");

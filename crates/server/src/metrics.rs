@@ -65,14 +65,33 @@ pub(crate) enum Drop {
     Oversized,
     /// Not a decodable image.
     Invalid,
+    /// Published with a `seq` not above the highest already accepted for its stream.
+    StaleSeq,
 }
+
+/// Labels of [`Drop`], in order.
+const DROP_LABELS: [&str; 5] = [
+    "encoder_lag",
+    "slow_reader",
+    "oversized",
+    "invalid",
+    "stale_seq",
+];
+
+/// Labels of the client-side limits a request can run into; always rendered, zero or not.
+pub(crate) const LIMIT_LABELS: [&str; 4] = [
+    "start_rate_per_ip",
+    "jobs_per_ip",
+    "jobs_per_key",
+    "jobs_total",
+];
 
 /// Every service-wide counter.
 #[derive(Debug)]
 pub(crate) struct Metrics {
     pub(crate) frames_in: AtomicU64,
     pub(crate) frames_out: AtomicU64,
-    dropped: [AtomicU64; 4],
+    dropped: [AtomicU64; 5],
     pub(crate) jobs_started: AtomicU64,
     pub(crate) start_failures: AtomicU64,
     /// Payments of closed jobs by flow: count and value in wei.
@@ -80,6 +99,8 @@ pub(crate) struct Metrics {
     pub(crate) frame_latency: Histogram,
     pub(crate) start_latency: Histogram,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
+    /// Requests refused by a client-side limit, by limit.
+    limited: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 impl Default for Metrics {
@@ -94,6 +115,7 @@ impl Default for Metrics {
             frame_latency: Histogram::new(FRAME_BOUNDS),
             start_latency: Histogram::new(START_BOUNDS),
             rejections: Mutex::default(),
+            limited: Mutex::new(LIMIT_LABELS.iter().map(|l| (*l, 0)).collect()),
         }
     }
 }
@@ -131,6 +153,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// A request refused by a client-side limit (one of [`LIMIT_LABELS`]).
+    pub(crate) fn limited(&self, limit: &'static str) {
+        *self
+            .limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(limit)
             .or_default() += 1;
     }
 
@@ -186,10 +218,7 @@ impl Metrics {
         }
         o.push_str("# HELP lpgw_frames_dropped_total Frames dropped, by reason.\n");
         o.push_str("# TYPE lpgw_frames_dropped_total counter\n");
-        for (i, name) in ["encoder_lag", "slow_reader", "oversized", "invalid"]
-            .iter()
-            .enumerate()
-        {
+        for (i, name) in DROP_LABELS.iter().enumerate() {
             let _ = writeln!(
                 o,
                 "lpgw_frames_dropped_total{{reason=\"{name}\"}} {}",
@@ -207,6 +236,19 @@ impl Metrics {
             .iter()
         {
             let _ = writeln!(o, "lpgw_rejections_total{{reason=\"{reason}\"}} {n}");
+        }
+        o.push_str(
+            "# HELP lpgw_limit_rejections_total Requests refused with 429 by a per-client or \
+             service limit, by limit.\n",
+        );
+        o.push_str("# TYPE lpgw_limit_rejections_total counter\n");
+        for (limit, n) in self
+            .limited
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = writeln!(o, "lpgw_limit_rejections_total{{limit=\"{limit}\"}} {n}");
         }
         self.frame_latency.render(
             &mut o,
@@ -229,6 +271,8 @@ mod tests {
         m.frames_in.fetch_add(3, Relaxed);
         m.dropped(Drop::Invalid, 2);
         m.rejection("timeout");
+        m.dropped(Drop::StaleSeq, 1);
+        m.limited("start_rate_per_ip");
         m.frame_latency.observe(Duration::from_millis(20));
         m.frame_latency.observe(Duration::from_millis(200));
         let mut jobs = JobCounts::new();
@@ -244,6 +288,9 @@ mod tests {
         assert!(text.contains("lpgw_frames_in_total 3\n"));
         assert!(text.contains("lpgw_frames_dropped_total{reason=\"invalid\"} 2\n"));
         assert!(text.contains("lpgw_rejections_total{reason=\"timeout\"} 1\n"));
+        assert!(text.contains("lpgw_frames_dropped_total{reason=\"stale_seq\"} 1\n"));
+        assert!(text.contains("lpgw_limit_rejections_total{limit=\"start_rate_per_ip\"} 1\n"));
+        assert!(text.contains("lpgw_limit_rejections_total{limit=\"jobs_per_ip\"} 0\n"));
         assert!(text.contains("lpgw_jobs{flow=\"lv2v\",phase=\"running\"} 1\n"));
         assert!(text.contains("lpgw_frame_latency_seconds_bucket{le=\"0.025\"} 1\n"));
         assert!(text.contains("lpgw_frame_latency_seconds_bucket{le=\"0.25\"} 2\n"));

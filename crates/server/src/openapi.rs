@@ -20,8 +20,50 @@ fn with_body(mut v: Value, media: &str, schema: Value) -> Value {
     v
 }
 
+/// Responses of the job-start routes besides 200: limits and the per-address start rate.
+fn start_op(summary: &str, tag: &str, ok: &str) -> Value {
+    let mut v = op(summary, tag, ok);
+    v["description"] = json!(
+        "Rate-limited per client address (token bucket: start_rate_per_ip per second, bursts \
+         of start_burst_per_ip) and limited in concurrent jobs per key, per client address \
+         (max_jobs_per_ip) and in total. The client address is the TCP peer, or for a peer \
+         listed in trusted_proxies the right-most untrusted X-Forwarded-For entry."
+    );
+    v["responses"]["429"] = json!({
+        "description": "a limit was reached; rate-limit answers carry Retry-After (seconds) \
+            and retry_after_secs",
+        "headers": { "Retry-After": { "schema": { "type": "integer", "minimum": 1 } } },
+        "content": { "application/json": {
+            "schema": { "$ref": "#/components/schemas/Error" } } }
+    });
+    v
+}
+
 fn id_param() -> Value {
     json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }])
+}
+
+/// Adds the `seq` query parameter and the 200 body schema to the publish operation.
+fn publish_op(mut v: Value) -> Value {
+    v["description"] = json!(
+        "seq, when given, is the client's frame number. Concurrent posts may arrive out of \
+         order: a frame whose seq is not above the highest already accepted for the stream \
+         is not encoded (it would go back in time); it is answered 200 with status skipped \
+         and counted in frames_dropped (reason stale_seq). Without seq every frame is fed."
+    );
+    v["parameters"] = json!([{ "name": "seq", "in": "query", "required": false,
+        "schema": { "type": "integer", "minimum": 0, "maximum": u64::MAX } }]);
+    v["responses"]["200"]["content"] = json!({ "application/json": { "schema": {
+        "type": "object", "required": ["status"], "properties": {
+            "status": { "type": "string", "enum": ["ok", "skipped"] },
+            "reason": { "type": "string", "enum": ["stale_seq"] },
+            "seq": { "type": "integer", "minimum": 0 },
+            "last_seq": { "type": "integer", "minimum": 0 }
+        } } } });
+    v["responses"]["400"] = json!({ "description": "seq is not a non-negative integer, or \
+        the body is not a JPEG", "content": { "application/json": {
+            "schema": { "$ref": "#/components/schemas/Error" } } } });
+    v
 }
 
 /// The document.
@@ -34,7 +76,13 @@ pub(crate) fn document() -> Value {
     let mut paths = serde_json::Map::new();
     let mut add = |path: &str, method: &str, mut v: Value| {
         if path.contains("{id}") {
-            v["parameters"] = id_param();
+            let mut params = id_param();
+            if let (Some(all), Some(Value::Array(own))) =
+                (params.as_array_mut(), v.get("parameters").cloned())
+            {
+                all.extend(own);
+            }
+            v["parameters"] = params;
         }
         let e = paths.entry(path.to_string()).or_insert_with(|| json!({}));
         e[method] = v;
@@ -62,7 +110,7 @@ pub(crate) fn document() -> Value {
         "/start-job",
         "post",
         with_body(
-            op(
+            start_op(
                 "Start a job",
                 "jobs",
                 "job_id, model_id, flow, publish_url, subscribe_url, control_url, events_url",
@@ -113,7 +161,7 @@ pub(crate) fn document() -> Value {
         "/stream/start",
         "post",
         with_body(
-            op(
+            start_op(
                 "Start a stream",
                 "streams",
                 "stream_id, model_id, flow and URLs",
@@ -143,16 +191,17 @@ pub(crate) fn document() -> Value {
     add(
         "/stream/{id}/publish",
         "post",
-        with_body(
+        publish_op(with_body(
             op(
                 "Publish one JPEG frame (410 when the \
         stream has ended)",
                 "streams",
-                "{status: ok}",
+                "{status: ok, seq?} when fed; {status: skipped, reason: stale_seq, seq, \
+                 last_seq} when seq is not above the highest accepted for the stream",
             ),
             "image/jpeg",
             jpeg,
-        ),
+        )),
     );
     add(
         "/stream/{id}/control",
@@ -204,6 +253,8 @@ pub(crate) fn document() -> Value {
                 }},
                 "Error": { "type": "object", "required": ["error"], "properties": {
                     "error": { "type": "string" },
+                    "retry_after_secs": { "type": "integer",
+                        "description": "with 429 from a rate limit: the Retry-After value" },
                     "rejections": { "type": "array", "items": { "type": "object",
                         "properties": { "url": { "type": "string" }, "reason": { "type": "string" } } } }
                 }}
@@ -219,4 +270,31 @@ pub(crate) fn document() -> Value {
 
 pub(crate) async fn openapi() -> Json<Value> {
     Json(document())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn documents_seq_and_the_start_limits() {
+        let d = document();
+        let publish = &d["paths"]["/stream/{id}/publish"]["post"];
+        let names: Vec<&str> = publish["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(names, ["id", "seq"]);
+        assert_eq!(
+            publish["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["reason"]
+                ["enum"][0],
+            "stale_seq"
+        );
+        for path in ["/start-job", "/stream/start"] {
+            let r = &d["paths"][path]["post"]["responses"]["429"];
+            assert!(r["headers"]["Retry-After"].is_object(), "{path}");
+        }
+    }
 }

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 
 use crate::auth::Owner;
 use crate::backend::StartSpec;
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::extract::{KeyQuery, caller, json_object, opt_object, opt_str};
 use crate::job::Job;
@@ -63,25 +64,30 @@ pub(crate) fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
-/// Starts a job for the caller from an optional JSON request body (shared with Family B).
+/// Starts a job for the caller at client address `ip` from an optional JSON request body
+/// (shared with Family B). The start rate is checked first, before the key, so a flood of
+/// bad requests is throttled too.
 pub(crate) async fn start_from_request(
     s: &AppState,
+    ip: ClientIp,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Arc<Job>, ApiError> {
+    s.check_start_rate(ip.0)?;
     let owner = caller(s, headers, None, false)?;
     let body = json_object(headers, body, true, s.0.config.max_json_bytes)?;
     let spec = start_spec(s, body.as_ref())?;
-    s.start_job(owner, spec).await
+    s.start_job(owner, ip.0, spec).await
 }
 
 /// `POST /start-job`.
 pub(crate) async fn start_job(
     State(s): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = start_from_request(&s, &headers, body).await?;
+    let job = start_from_request(&s, ip, &headers, body).await?;
     Ok(Json(merge(
         json!({ "job_id": job.id, "model_id": job.model_id, "flow": job.flow.as_str() }),
         job_urls(&job.id),
@@ -152,9 +158,15 @@ pub(crate) fn add_progress(v: &mut Value, j: &Job) {
         use std::sync::atomic::Ordering::Relaxed;
         v["frames_in"] = m.counters.frames_in.load(Relaxed).into();
         v["frames_out"] = m.counters.frames_out.load(Relaxed).into();
+        let stale = j.dropped_stale.load(Relaxed);
         v["frames_dropped"] = (m.counters.dropped_lag.load(Relaxed)
-            + m.counters.dropped_invalid.load(Relaxed))
-        .into();
+            + m.counters.dropped_invalid.load(Relaxed)
+            + stale)
+            .into();
+        v["frames_dropped_stale_seq"] = stale.into();
+        if let Some(last) = j.seq.lock().unwrap_or_else(|p| p.into_inner()).last() {
+            v["last_seq"] = last.into();
+        }
     }
 }
 

@@ -4,18 +4,20 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::backend::wrap_params;
+use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::extract::{KeyQuery, caller, jpeg_body, json_object};
 use crate::metrics::Drop;
 use crate::routes_a::{
     add_progress, lookup, merge, send_control, start_from_request, stop_for_caller,
 };
+use crate::seq::{SeqDecision, parse_seq};
 use crate::service::AppState;
 
 fn stream_urls(id: &str) -> Value {
@@ -31,10 +33,11 @@ fn stream_urls(id: &str) -> Value {
 /// `POST /stream/start`.
 pub(crate) async fn start(
     State(s): State<AppState>,
+    ip: ClientIp,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let job = start_from_request(&s, &headers, body).await?;
+    let job = start_from_request(&s, ip, &headers, body).await?;
     Ok(Json(merge(
         json!({
             "stream_id": job.id,
@@ -105,9 +108,15 @@ pub(crate) async fn frame(
 }
 
 /// `POST /stream/{id}/publish?seq=N`: one JPEG frame.
+///
+/// `seq`, when given, is the client's frame number: a frame not above the highest number
+/// already accepted for the stream would go back in time, so it is answered 200
+/// `{"status":"skipped","reason":"stale_seq",...}` and counted, not encoded. Frames without
+/// `seq` are always fed.
 pub(crate) async fn publish(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -119,6 +128,7 @@ pub(crate) async fn publish(
         return Err(ApiError::not_found());
     };
     j.touch();
+    let seq = parse_seq(query.as_deref()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let body = match jpeg_body(&headers, body) {
         Ok(b) => b,
         Err(e) => {
@@ -133,8 +143,31 @@ pub(crate) async fn publish(
         return Err(ApiError::bad_request("the body is not a JPEG image"));
     }
     let media = s.media(&j)?;
-    media.push_jpeg(body, None);
-    Ok(Json(json!({ "status": "ok" })))
+    let Some(seq) = seq else {
+        media.push_jpeg(body, None);
+        return Ok(Json(json!({ "status": "ok" })));
+    };
+    // Decided and fed under the stream's gate lock: one winner per number, and accepted
+    // frames reach the encoder in number order. `push_jpeg` does not block.
+    let mut gate = j.seq.lock().unwrap_or_else(|p| p.into_inner());
+    match gate.offer(seq) {
+        SeqDecision::Accept => {
+            media.push_jpeg(body, None);
+            Ok(Json(json!({ "status": "ok", "seq": seq })))
+        }
+        SeqDecision::Stale { last } => {
+            drop(gate);
+            j.dropped_stale
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            s.0.metrics.dropped(Drop::StaleSeq, 1);
+            Ok(Json(json!({
+                "status": "skipped",
+                "reason": "stale_seq",
+                "seq": seq,
+                "last_seq": last,
+            })))
+        }
+    }
 }
 
 /// `POST /stream/{id}/control`: a JSON object of parameters, wrapped for the runner.

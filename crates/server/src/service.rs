@@ -1,8 +1,9 @@
 //! The service core shared by both API families: starting, stopping and reaping jobs, their
 //! media and events, and shutdown.
 
+use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -19,6 +20,7 @@ use crate::job::{Job, Registry};
 use crate::media::{JobMedia, MediaSettings};
 use crate::metrics::{JobCounts, Metrics};
 use crate::phase::{Phase, PhaseEvent};
+use crate::ratelimit::{MAX_TRACKED, RateLimiter};
 
 /// The shared state of the service: configuration, keys, the job registry, the gateway and
 /// the metrics. Cheap to clone.
@@ -37,6 +39,10 @@ pub(crate) struct Shared {
     pub(crate) registry: Arc<Registry>,
     pub(crate) backend: JobBackend,
     pub(crate) metrics: Arc<Metrics>,
+    /// Peers whose `X-Forwarded-For` is believed (canonical form).
+    pub(crate) trusted_proxies: Vec<IpAddr>,
+    /// Job starts per client address; `None` when unlimited.
+    start_limiter: Option<Mutex<RateLimiter<IpAddr>>>,
     /// Cancelled when the service shuts down: WebSocket and SSE connections end.
     pub(crate) shutdown: CancellationToken,
 }
@@ -50,12 +56,28 @@ impl AppState {
                 "no API keys configured: the service is OPEN, anyone reaching it can start paid jobs"
             );
         }
-        let registry = Arc::new(Registry::new(config.max_jobs_per_key, config.max_jobs));
+        let registry = Arc::new(Registry::new(
+            config.max_jobs_per_key,
+            config.max_jobs,
+            config.max_jobs_per_ip,
+        ));
+        let (trusted_proxies, bad) = crate::client_ip::parse_trusted(&config.trusted_proxies);
+        if !bad.is_empty() {
+            warn!(entries = ?bad, "trusted_proxies entries that are not IP addresses are ignored");
+        }
+        let start_limiter = RateLimiter::new(
+            config.start_rate_per_ip,
+            config.start_burst_per_ip,
+            MAX_TRACKED,
+        )
+        .map(Mutex::new);
         Self(Arc::new(Shared {
             keys,
             registry,
             backend: JobBackend::new(gateway),
             metrics: Arc::default(),
+            trusted_proxies,
+            start_limiter,
             shutdown: CancellationToken::new(),
             config,
         }))
@@ -146,11 +168,34 @@ fn new_job_id() -> String {
 }
 
 impl AppState {
-    /// Starts a job for `owner`: checks the allow-list and the limits, starts it through the
-    /// gateway and registers it.
+    /// Takes a job-start token for client address `ip`; 429 with `Retry-After` when its
+    /// bucket is empty. Unknown addresses are not limited.
+    pub(crate) fn check_start_rate(&self, ip: Option<IpAddr>) -> Result<(), ApiError> {
+        let (Some(ip), Some(limiter)) = (ip, &self.0.start_limiter) else {
+            return Ok(());
+        };
+        let verdict = limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(&ip, Instant::now());
+        verdict.map_err(|wait| {
+            self.0.metrics.limited("start_rate_per_ip");
+            ApiError::rate_limited(
+                format!(
+                    "Too many job starts from this address (at most {}/s, bursts of {})",
+                    self.0.config.start_rate_per_ip, self.0.config.start_burst_per_ip
+                ),
+                wait,
+            )
+        })
+    }
+
+    /// Starts a job for `owner`, requested from client address `ip`: checks the allow-list
+    /// and the limits, starts it through the gateway and registers it.
     pub(crate) async fn start_job(
         &self,
         owner: Owner,
+        ip: Option<IpAddr>,
         spec: StartSpec,
     ) -> Result<Arc<Job>, ApiError> {
         let s = &self.0;
@@ -167,7 +212,10 @@ impl AppState {
                 "shutting down",
             ));
         }
-        let reservation = s.registry.reserve(owner)?;
+        let reservation = s.registry.reserve(owner, ip).map_err(|hit| {
+            s.metrics.limited(hit.label());
+            ApiError::from(hit)
+        })?;
         let id = new_job_id();
         let span = info_span!("job", job_id = %id, model = %spec.model_id, owner = %owner.label());
         let t0 = Instant::now();
@@ -191,6 +239,7 @@ impl AppState {
         let job = Arc::new(Job::new(
             id,
             owner,
+            ip,
             spec.model_id.clone(),
             running,
             s.backend.settings(),

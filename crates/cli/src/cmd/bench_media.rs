@@ -13,8 +13,9 @@ use clap::Args;
 use lpgw_gateway::{Gateway, Settings, StartRequest};
 use lpgw_media::{BenchOptions, EncoderConfig, JpegEncoder, OutputFormat, test_pattern};
 
+use crate::cmd::bench_devnet::IsolatedDevnet;
 use crate::cmd::stream::{
-    JobChannels, RunOptions, RunReport, Source, local_devnet, percentile, run_through, steady,
+    JobChannels, RunOptions, RunReport, Source, percentile, run_through, steady,
 };
 
 /// Options of `lpgw bench media`.
@@ -34,6 +35,10 @@ pub(crate) struct MediaBenchArgs {
     /// when the encoder's queue has room), 0 to skip.
     #[arg(long, default_value_t = 2000)]
     unpaced: usize,
+    /// Nominal frame rate given to the encoder in the unpaced run (frames are stamped with
+    /// the wall clock either way); near the achieved rate, so IDRs stay 2 s apart.
+    #[arg(long, default_value_t = 400)]
+    unpaced_fps: u32,
     /// Skip the media-only figures.
     #[arg(long)]
     skip_media: bool,
@@ -150,15 +155,26 @@ fn fmt(v: Option<f64>) -> String {
     v.map_or("n/a".into(), |x| format!("{x:.1}"))
 }
 
-/// One round trip through a fresh relay job; prints and returns its figures.
+/// CPU milliseconds per frame out of one round trip.
+#[derive(Clone, Copy, Debug)]
+struct RoundTripCpu {
+    /// The whole process.
+    total: f64,
+    /// The process less the devnet's runtime threads: what the gateway side pays.
+    gateway: f64,
+}
+
+/// One round trip through a fresh relay job; prints its figures and returns its CPU per
+/// frame (`None` when the OS does not tell).
 async fn round_trip(
     gw: &Gateway,
+    devnet: &IsolatedDevnet,
     pool: &Arc<Vec<Bytes>>,
     fps: u32,
     frames: usize,
     pace: bool,
     encoder: &EncoderConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Option<RoundTripCpu>> {
     let job = gw.start_lv2v(&StartRequest::new("relay")).await?;
     let ch = JobChannels {
         publish_url: job.urls().publish_url.clone(),
@@ -171,12 +187,16 @@ async fn round_trip(
         pace,
         encoder: encoder.clone(),
         wall_clock_pts: true,
-        output_format: OutputFormat::Both { quality: 80 },
+        output_format: OutputFormat::Jpeg { quality: 80 },
         tail: Duration::from_secs(10),
     };
-    let cpu0 = cpu_secs();
+    // JPEG only, as a gateway delivers it: frames are matched to their input by pts.
+    let (cpu0, dev0) = (cpu_secs(), devnet.cpu_secs());
     let r: RunReport = run_through(&ch, opts, None).await?;
-    let cpu1 = cpu_secs();
+    let (cpu1, dev1) = (cpu_secs(), devnet.cpu_secs());
+    let dev_ms = dev0
+        .zip(dev1)
+        .map(|(a, b)| (b - a) * 1000.0 / r.frames_out.max(1) as f64);
     job.close().await;
     let cpu = cpu0.zip(cpu1).map(|(a, b)| b - a);
     let cpu_ms = cpu.map(|c| c * 1000.0 / r.frames_out.max(1) as f64);
@@ -205,12 +225,34 @@ async fn round_trip(
         fmt(percentile(&st, 99.0)),
         fmt(r.first_output_ms),
     );
+    let split = cpu_ms.zip(dev_ms).map(|(t, d)| RoundTripCpu {
+        total: t,
+        gateway: t - d,
+    });
     println!(
-        "  CPU {} ms per frame, {} cores (whole process: gateway, devnet trickle server, relay)",
+        "  CPU {} ms per frame, {} cores (whole process); of it the devnet (orchestrator, \
+         trickle server, relay runner) {} ms, the gateway side {} ms",
         cpu_ms.map_or("n/a".into(), |v| format!("{v:.2}")),
         cores.map_or("n/a".into(), |v| format!("{v:.2}")),
+        dev_ms.map_or("n/a".into(), |v| format!("{v:.2}")),
+        split.map_or("n/a".into(), |v| format!("{:.2}", v.gateway)),
     );
-    Ok(())
+    Ok(split)
+}
+
+/// Prints a round trip's CPU per frame against the codec stages measured alone.
+fn print_overhead(label: &str, cpu: Option<RoundTripCpu>, stages_ms: Option<f64>) {
+    if let (Some(c), Some(s)) = (cpu, stages_ms.filter(|s| *s > 0.0)) {
+        println!(
+            "  {label}: gateway side {:.2} ms per frame = {:.2} x the codec stages alone \
+             ({s:.2} ms), own overhead {:+.0} %; whole process with the devnet {:.2} ms = {:.2} x",
+            c.gateway,
+            c.gateway / s,
+            (c.gateway / s - 1.0) * 100.0,
+            c.total,
+            c.total / s,
+        );
+    }
 }
 
 pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
@@ -243,30 +285,62 @@ pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
             );
         }
     }
+    let pool = Arc::new(pool);
+    let mut stages_ms = None;
     if !args.skip_media {
         let opts = BenchOptions {
             frames: args.frames,
             encoder: encoder.clone(),
+            jpegs: Some(pool.clone()),
+            // The same media-time spacing as the unpaced round trip, so both pay for the
+            // same number of IDRs.
+            fps: args.unpaced_fps,
             ..BenchOptions::default()
         };
-        let report =
-            tokio::task::spawn_blocking(move || lpgw_media::run_media_bench(&opts)).await??;
-        println!("media only (generated 512x512 frames, no network):\n{report}");
+        let (report, stages) = tokio::task::spawn_blocking(move || {
+            let stages = lpgw_media::measure_codec_stages(&opts)?;
+            lpgw_media::run_media_bench(&opts).map(|r| (r, stages))
+        })
+        .await??;
+        println!(
+            "media only ({} frames of the input above stamped at {} fps, no network):\n{stages}\n\
+             pipelines, one direction at a time:\n{report}",
+            args.frames, args.unpaced_fps
+        );
+        stages_ms = Some(stages.total_ms());
     }
-    let devnet = local_devnet(&["relay"]).await?;
+    let devnet = tokio::task::spawn_blocking(|| IsolatedDevnet::start(&["relay"])).await??;
     let gw = Gateway::new(Settings {
         orchestrators: vec![devnet.orchestrator_url().to_owned()],
         ..Settings::default()
     })?;
-    let pool = Arc::new(pool);
+    let mut overheads = Vec::new();
     for r in &args.rates {
         let (fps, secs) = parse_rate(r)?;
         let frames = (f64::from(fps) * secs).round() as usize;
-        round_trip(&gw, &pool, fps, frames, true, &encoder).await?;
+        let cpu = round_trip(&gw, &devnet, &pool, fps, frames, true, &encoder).await?;
+        overheads.push((format!("paced {fps} fps"), cpu));
     }
     if args.unpaced > 0 {
-        round_trip(&gw, &pool, 30, args.unpaced, false, &encoder).await?;
+        let cpu = round_trip(
+            &gw,
+            &devnet,
+            &pool,
+            args.unpaced_fps,
+            args.unpaced,
+            false,
+            &encoder,
+        )
+        .await?;
+        overheads.push(("unpaced".to_string(), cpu));
     }
-    devnet.shutdown().await;
+    if stages_ms.is_some() {
+        println!("round-trip CPU per frame against the codec stages:");
+        for (label, cpu) in overheads {
+            print_overhead(&label, cpu, stages_ms);
+        }
+    }
+    drop(gw);
+    tokio::task::spawn_blocking(move || devnet.shutdown()).await?;
     Ok(())
 }

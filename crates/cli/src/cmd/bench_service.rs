@@ -459,6 +459,9 @@ pub(crate) async fn run(args: ServiceBenchArgs) -> anyhow::Result<()> {
     let config = ServerConfig {
         max_jobs: 1024,
         max_jobs_per_key: 1024,
+        // Every client of the benchmark is on 127.0.0.1.
+        max_jobs_per_ip: 0,
+        start_rate_per_ip: 0.0,
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -1,6 +1,7 @@
 //! One module per subcommand family.
 
 pub(crate) mod bench;
+pub(crate) mod bench_devnet;
 pub(crate) mod bench_media;
 pub(crate) mod bench_scope;
 pub(crate) mod bench_service;

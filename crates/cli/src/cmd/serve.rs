@@ -48,6 +48,18 @@ pub(crate) struct ServeArgs {
     /// Concurrent jobs in total.
     #[arg(long, env = "MAX_JOBS")]
     pub(crate) max_jobs: Option<usize>,
+    /// Concurrent jobs per client address (0: no limit).
+    #[arg(long, env = "MAX_JOBS_PER_IP")]
+    pub(crate) max_jobs_per_ip: Option<usize>,
+    /// Job starts per second per client address (0: no limit).
+    #[arg(long, env = "START_RATE_PER_IP")]
+    pub(crate) start_rate_per_ip: Option<f64>,
+    /// Job starts a client address may make in a burst.
+    #[arg(long, env = "START_BURST_PER_IP")]
+    pub(crate) start_burst_per_ip: Option<u32>,
+    /// Reverse-proxy addresses whose X-Forwarded-For is believed, comma separated.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub(crate) trusted_proxies: Vec<String>,
     /// Model used when a request names none.
     #[arg(long, env = "DEFAULT_MODEL_ID")]
     pub(crate) default_model: Option<String>,
@@ -93,6 +105,18 @@ impl ServeArgs {
         }
         if let Some(v) = self.max_jobs {
             c.max_jobs = v;
+        }
+        if let Some(v) = self.max_jobs_per_ip {
+            c.max_jobs_per_ip = v;
+        }
+        if let Some(v) = self.start_rate_per_ip {
+            c.start_rate_per_ip = v;
+        }
+        if let Some(v) = self.start_burst_per_ip {
+            c.start_burst_per_ip = v;
+        }
+        if !self.trusted_proxies.is_empty() {
+            c.trusted_proxies.clone_from(&self.trusted_proxies);
         }
         if let Some(v) = &self.default_model {
             c.default_model.clone_from(v);

@@ -139,6 +139,15 @@ pub(crate) struct JobChannels {
     pub(crate) subscribe_url: String,
 }
 
+/// How an output frame is matched to its input.
+#[derive(Debug, Clone, Copy)]
+enum Label {
+    /// The index the test picture carries.
+    Index(u32),
+    /// The presentation timestamp, relative to the first frame's.
+    Pts(i64),
+}
+
 /// Sends `opts.source` into `ch.publish_url`, reads `ch.subscribe_url` back, optionally
 /// records the output segments to `record`, and measures.
 pub(crate) async fn run_through(
@@ -177,7 +186,7 @@ pub(crate) async fn run_through(
         async move { feed_output(&mut sub, &input, fo, st, c).await }
     });
     let receiver = tokio::spawn(async move {
-        let mut got: Vec<(Option<u32>, Instant)> = Vec::new();
+        let mut got: Vec<(Option<Label>, Instant)> = Vec::new();
         while let Some(f) = frames.recv().await {
             let f: DecodedFrame = match f {
                 Ok(f) => f,
@@ -187,7 +196,14 @@ pub(crate) async fn run_through(
                 }
             };
             let now = Instant::now();
-            got.push((f.yuv.as_ref().and_then(read_test_pattern_index), now));
+            // The picture's own index when planes are delivered; otherwise the pts, which a
+            // relay passes through unchanged (reading planes only to label frames would add
+            // a conversion the measured path does not need).
+            let key = match f.yuv.as_ref() {
+                Some(y) => read_test_pattern_index(y).map(Label::Index),
+                None => f.pts.map(Label::Pts),
+            };
+            got.push((key, now));
         }
         got
     });
@@ -266,17 +282,20 @@ pub(crate) async fn run_through(
         send_duration,
         ..RunReport::default()
     };
-    if let (Some((first_sched, _)), Some((_, first_out))) = (sched.first(), got.first()) {
+    if let (Some((first_sched, _, _)), Some((_, first_out))) = (sched.first(), got.first()) {
         report.first_output_ms = Some(ms(first_out.saturating_duration_since(*first_sched)));
     }
     // Match each output frame to the first later input frame with the same label (labels
     // repeat when a JPEG pool cycles or the 16-bit pattern index wraps).
     let mut pos = 0usize;
-    for (idx, at) in &got {
-        let Some(label) = idx else { continue };
+    for (key, at) in &got {
+        let Some(key) = key else { continue };
         let found = sched[pos.min(sched.len())..]
             .iter()
-            .position(|(_, l)| l == label)
+            .position(|(_, l, p)| match key {
+                Label::Index(i) => l == i,
+                Label::Pts(t) => p == t,
+            })
             .map(|k| pos + k);
         match found {
             Some(p) => {
@@ -295,8 +314,9 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
 
-/// Input frames as scheduled: when, and the index label the picture carries.
-type Schedule = Vec<(Instant, u32)>;
+/// Input frames as scheduled: when, the index label the picture carries, and its pts
+/// relative to the first frame's (what the output reports when timestamps pass through).
+type Schedule = Vec<(Instant, u32, i64)>;
 
 /// Pushes the source's frames at their scheduled times; returns each frame's scheduled
 /// instant and label, and the publisher's final counters.
@@ -314,6 +334,8 @@ fn produce(
     let mut sched = Vec::new();
     let t0 = Instant::now();
     let mut first_pts: Option<i64> = None;
+    let mut clock = lpgw_media::segmenter::PtsClock::new();
+    let mut first_sent: Option<i64> = None;
     for i in 0..limit {
         let (image, src_pts, due, label) = match &opts.source {
             Source::TestPattern { width, height } => (
@@ -349,13 +371,17 @@ fn produce(
                 std::thread::sleep(due - now);
             }
         }
-        let due = if opts.pace { due } else { Instant::now() };
-        sched.push((due, label));
-        let frame = if opts.wall_clock_pts {
-            InputFrame::new(image)
+        let now = Instant::now();
+        let due = if opts.pace { due } else { now };
+        // Wall-clock stamps are taken here rather than in the publisher so each frame's pts
+        // is known for matching its output.
+        let pts = if opts.wall_clock_pts {
+            clock.next(None, now)
         } else {
-            InputFrame::with_pts(image, src_pts)
+            src_pts
         };
+        sched.push((due, label, pts - *first_sent.get_or_insert(pts)));
+        let frame = InputFrame::with_pts(image, pts);
         match media.push(frame) {
             Ok(()) => {}
             Err(MediaError::Closed) => break,
