@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs, idempotently, the system packages lpgw builds against (Debian/Ubuntu, via apt):
 # FFmpeg's libraries and headers for the media crate, clang for their bindings, pkg-config,
+# cmake and nasm to build the bundled libjpeg-turbo (with its SIMD code) for JPEG work,
 # and Chromium with its WebDriver for the service's browser test.
 set -euo pipefail
-PKGS=(pkg-config clang libclang-dev libavcodec-dev libavformat-dev libavutil-dev
+PKGS=(pkg-config clang libclang-dev cmake nasm libavcodec-dev libavformat-dev libavutil-dev
       libswscale-dev libswresample-dev libavfilter-dev libavdevice-dev
       chromium chromium-driver)
 missing=()

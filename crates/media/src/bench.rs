@@ -5,11 +5,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use crate::codec::{EncoderConfig, JpegEncoder};
+use crate::codec::EncoderConfig;
 use crate::error::MediaError;
 use crate::frame::{CLOCK_HZ, InputFrame, InputImage, Yuv420Frame};
+use crate::jpeg::JpegEncoder;
 use crate::output::{LagPolicy, Output, OutputConfig, OutputFormat};
-use crate::publish::{Publisher, PublisherConfig};
+use crate::publish::{Publisher, PublisherConfig, SegmentEvent};
 
 /// Benchmark settings.
 #[derive(Clone, Debug)]
@@ -207,20 +208,48 @@ pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
     report.jpeg_decode_ms = ms_per(stats.convert_us, stats.frames_encoded);
     report.h264_encode_ms = ms_per(stats.encode_us, stats.frames_encoded);
 
-    // Output path: all segments queued up front, nothing skipped.
+    let out = decode_to_jpeg(collected, opts.jpeg_quality)?;
+    report.h264_decode_ms = out.h264_decode_ms;
+    report.jpeg_encode_ms = out.jpeg_encode_ms;
+    report.frames_out = out.frames;
+    report.output_fps = out.fps;
+    report.output_cpu_ms_per_frame = out.cpu_ms_per_frame;
+    Ok(report)
+}
+
+/// What [`decode_to_jpeg`] measured.
+#[derive(Clone, Copy, Debug, Default)]
+#[non_exhaustive]
+pub struct OutputBenchReport {
+    /// Pictures decoded and JPEG-encoded.
+    pub frames: usize,
+    /// Pictures per wall-clock second.
+    pub fps: f64,
+    /// Process CPU milliseconds per picture.
+    pub cpu_ms_per_frame: Option<f64>,
+    /// Milliseconds per picture in the video decoder.
+    pub h264_decode_ms: f64,
+    /// Milliseconds per picture converting and JPEG-encoding.
+    pub jpeg_encode_ms: f64,
+}
+
+/// The output path alone: every segment queued up front (nothing skipped), demuxed,
+/// decoded and JPEG-encoded at `quality`. Blocking.
+pub fn decode_to_jpeg(
+    segments: impl IntoIterator<Item = SegmentEvent>,
+    quality: u8,
+) -> Result<OutputBenchReport, MediaError> {
     let cfg = OutputConfig {
         lag: LagPolicy::SkipToNewest,
         max_pending_segments: usize::MAX,
         max_buffered_bytes: usize::MAX,
         frame_capacity: 64,
-        format: OutputFormat::Jpeg {
-            quality: opts.jpeg_quality,
-        },
+        format: OutputFormat::Jpeg { quality },
     };
     let (input, output, mut frames) = Output::spawn(cfg)?;
     let cpu0 = process_cpu_time();
     let t0 = Instant::now();
-    for ev in collected {
+    for ev in segments {
         input.send(ev)?;
     }
     input.close();
@@ -233,12 +262,13 @@ pub fn run_media_bench(opts: &BenchOptions) -> Result<BenchReport, MediaError> {
     let cpu1 = process_cpu_time();
     let ostats = input.stats();
     output.join()?;
-    report.h264_decode_ms = ms_per(ostats.decode_us, n as u64);
-    report.jpeg_encode_ms = ms_per(ostats.encode_out_us, n as u64);
-    report.frames_out = n;
-    report.output_fps = n as f64 / elapsed.as_secs_f64();
-    report.output_cpu_ms_per_frame = per_frame(cpu0, cpu1, n as u64);
-    Ok(report)
+    Ok(OutputBenchReport {
+        frames: n,
+        fps: n as f64 / elapsed.as_secs_f64(),
+        cpu_ms_per_frame: per_frame(cpu0, cpu1, n as u64),
+        h264_decode_ms: ms_per(ostats.decode_us, n as u64),
+        jpeg_encode_ms: ms_per(ostats.encode_out_us, n as u64),
+    })
 }
 
 fn ms_per(total_us: u64, frames: u64) -> f64 {

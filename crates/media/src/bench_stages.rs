@@ -5,9 +5,10 @@
 use std::time::Duration;
 
 use crate::bench::{BenchOptions, bench_inputs};
-use crate::codec::{EncoderConfig, H264Encoder, JpegDecoder, JpegEncoder, VideoDecoder};
+use crate::codec::{EncoderConfig, H264Encoder, VideoDecoder};
 use crate::error::MediaError;
 use crate::frame::CLOCK_HZ;
+use crate::jpeg::{JpegDecoder, JpegEncoder};
 use crate::segmenter::KeyframeClock;
 
 /// CPU milliseconds per frame of each codec stage measured alone.

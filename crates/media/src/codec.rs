@@ -6,14 +6,13 @@
 use std::sync::Once;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ffmpeg_next::codec::{self, Id};
 use ffmpeg_next::format::Pixel;
 use ffmpeg_next::software::scaling;
 use ffmpeg_next::{Dictionary, Packet, Rational, decoder, encoder, frame, picture, threading};
 
 use crate::error::MediaError;
-use crate::frame::{CLOCK_HZ, Yuv420Frame};
+use crate::frame::CLOCK_HZ;
 
 /// 90 kHz, the time base of every packet and frame timestamp here.
 pub(crate) fn time_base() -> Rational {
@@ -64,137 +63,6 @@ impl Converter {
         out.set_pts(input.pts());
         Ok(out)
     }
-}
-
-/// Decodes single JPEG images with FFmpeg's mjpeg decoder.
-pub(crate) struct JpegDecoder {
-    dec: decoder::Video,
-}
-
-impl JpegDecoder {
-    pub(crate) fn new() -> Result<Self, MediaError> {
-        init();
-        let codec = decoder::find(Id::MJPEG).ok_or(MediaError::CodecUnavailable("mjpeg"))?;
-        let ctx = codec::Context::new_with_codec(codec);
-        let dec = ctx
-            .decoder()
-            .open_as(codec)
-            .and_then(|d| d.video())
-            .map_err(MediaError::ff("open mjpeg decoder"))?;
-        Ok(Self { dec })
-    }
-
-    /// Decodes one JPEG; the picture keeps the decoder's pixel format (often yuvj4xxp).
-    pub(crate) fn decode(&mut self, jpeg: &[u8]) -> Result<frame::Video, MediaError> {
-        let pkt = Packet::copy(jpeg);
-        self.dec
-            .send_packet(&pkt)
-            .map_err(MediaError::ff("decode jpeg"))?;
-        let mut f = frame::Video::empty();
-        match self.dec.receive_frame(&mut f) {
-            Ok(()) => Ok(f),
-            Err(ffmpeg_next::Error::Other { errno }) if errno == ffmpeg_next::error::EAGAIN => {
-                Err(MediaError::NoPicture)
-            }
-            Err(e) => Err(MediaError::ff("decode jpeg")(e)),
-        }
-    }
-}
-
-/// Encodes yuv420p pictures to baseline JPEG with FFmpeg's mjpeg encoder.
-///
-/// Quality runs 1 (smallest) to 100 (best) and maps linearly onto the encoder's qscale
-/// 31..2. The encoder is re-created when the picture size changes.
-pub struct JpegEncoder {
-    quality: u8,
-    enc: Option<(u32, u32, encoder::Video)>,
-    conv: Converter,
-}
-
-impl std::fmt::Debug for JpegEncoder {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JpegEncoder")
-            .field("quality", &self.quality)
-            .finish_non_exhaustive()
-    }
-}
-
-impl JpegEncoder {
-    /// An encoder at `quality` (clamped to 1..=100).
-    pub fn new(quality: u8) -> Self {
-        init();
-        Self {
-            quality: quality.clamp(1, 100),
-            enc: None,
-            conv: Converter::default(),
-        }
-    }
-
-    fn qscale(&self) -> i32 {
-        2 + (100 - i32::from(self.quality)) * 29 / 99
-    }
-
-    /// Encodes one packed yuv420p frame.
-    pub fn encode(&mut self, frame: &Yuv420Frame) -> Result<Bytes, MediaError> {
-        frame.validate()?;
-        self.encode_ffmpeg(&frame.to_ffmpeg())
-    }
-
-    /// Encodes any FFmpeg picture. Full-range yuvj420p (what JPEG sources and full-range
-    /// H.264 decode to) goes to the encoder as is; anything else is converted to it first.
-    pub(crate) fn encode_ffmpeg(&mut self, input: &frame::Video) -> Result<Bytes, MediaError> {
-        let (w, h) = (input.width(), input.height());
-        if self
-            .enc
-            .as_ref()
-            .is_none_or(|(ew, eh, _)| (*ew, *eh) != (w, h))
-        {
-            self.enc = Some((w, h, self.open(w, h)?));
-        }
-        let converted;
-        let full = if input.format() == Pixel::YUVJ420P {
-            input
-        } else {
-            converted = self.conv.convert(input, Pixel::YUVJ420P)?;
-            &converted
-        };
-        let Some((_, _, enc)) = self.enc.as_mut() else {
-            return Err(MediaError::Closed);
-        };
-        enc.send_frame(full)
-            .map_err(MediaError::ff("encode jpeg"))?;
-        let mut pkt = Packet::empty();
-        enc.receive_packet(&mut pkt)
-            .map_err(MediaError::ff("encode jpeg"))?;
-        Ok(Bytes::copy_from_slice(pkt.data().unwrap_or_default()))
-    }
-
-    fn open(&self, w: u32, h: u32) -> Result<encoder::Video, MediaError> {
-        let codec = encoder::find(Id::MJPEG).ok_or(MediaError::CodecUnavailable("mjpeg"))?;
-        let mut ctx = codec::Context::new_with_codec(codec)
-            .encoder()
-            .video()
-            .map_err(MediaError::ff("mjpeg context"))?;
-        ctx.set_width(w);
-        ctx.set_height(h);
-        ctx.set_format(Pixel::YUVJ420P);
-        ctx.set_time_base(Rational::new(1, 25));
-        ctx.set_flags(codec::Flags::QSCALE);
-        let q = self.qscale();
-        ctx.set_qmin(q);
-        ctx.set_qmax(q);
-        ctx.set_global_quality(q * 118); // FF_QP2LAMBDA
-        ctx.open_as(codec)
-            .map_err(MediaError::ff("open mjpeg encoder"))
-    }
-}
-
-/// Decodes a JPEG file into a packed yuv420p frame.
-pub fn decode_jpeg(jpeg: &[u8]) -> Result<Yuv420Frame, MediaError> {
-    let mut dec = JpegDecoder::new()?;
-    let pic = dec.decode(jpeg)?;
-    let yuv = Converter::default().convert(&pic, Pixel::YUV420P)?;
-    Ok(Yuv420Frame::from_ffmpeg(&yuv))
 }
 
 /// How libx264 controls bitrate.
@@ -438,6 +306,8 @@ impl VideoDecoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::frame::Yuv420Frame;
+    use crate::jpeg::{JpegDecoder, JpegEncoder, decode_jpeg};
 
     /// JPEG input stays full range through x264 (VUI says so) and back to JPEG without a
     /// range conversion, and the picture survives the trip.

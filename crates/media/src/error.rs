@@ -13,6 +13,9 @@ pub enum MediaError {
         #[source]
         source: ffmpeg_next::Error,
     },
+    /// libjpeg-turbo refused a picture or failed to set up.
+    #[error("jpeg: {0}")]
+    Jpeg(String),
     /// A codec this pipeline needs is not compiled into the linked FFmpeg.
     #[error("codec not available in this FFmpeg build: {0}")]
     CodecUnavailable(&'static str),

@@ -58,6 +58,7 @@ mod codec;
 mod effect;
 mod error;
 mod frame;
+mod jpeg;
 mod output;
 mod publish;
 mod queue;
@@ -66,12 +67,15 @@ mod source;
 mod stats;
 mod ts;
 
-pub use bench::{BenchOptions, BenchReport, bench_frame, run_media_bench};
+pub use bench::{
+    BenchOptions, BenchReport, OutputBenchReport, bench_frame, decode_to_jpeg, run_media_bench,
+};
 pub use bench_stages::{StageCosts, measure_codec_stages};
-pub use codec::{EncoderConfig, JpegEncoder, RateControl, decode_jpeg};
+pub use codec::{EncoderConfig, RateControl};
 pub use effect::apply_prompt_effect;
 pub use error::MediaError;
 pub use frame::{CLOCK_HZ, DecodedFrame, InputFrame, InputImage, Yuv420Frame};
+pub use jpeg::{JpegEncoder, decode_jpeg};
 pub use output::{LagPolicy, Output, OutputConfig, OutputFormat, SegmentInput};
 pub use publish::{Publisher, PublisherConfig, SegmentEvent};
 pub use source::{FileSource, read_test_pattern_index, test_pattern};

@@ -22,9 +22,10 @@ use ffmpeg_next::frame;
 use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
 
-use crate::codec::{Converter, EncoderConfig, H264Encoder, JpegDecoder};
+use crate::codec::{Converter, EncoderConfig, H264Encoder};
 use crate::error::MediaError;
 use crate::frame::{InputFrame, InputImage};
+use crate::jpeg::JpegDecoder;
 use crate::queue::{DropOldest, Pushed};
 use crate::segmenter::{Boundary, KeyframeClock, PtsClock, Segmenter};
 use crate::stats::{self, PublishCounters, PublishStats};

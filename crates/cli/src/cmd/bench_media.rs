@@ -11,7 +11,9 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use lpgw_gateway::{Gateway, Settings, StartRequest};
-use lpgw_media::{BenchOptions, EncoderConfig, JpegEncoder, OutputFormat, test_pattern};
+use lpgw_media::{
+    BenchOptions, EncoderConfig, JpegEncoder, OutputFormat, SegmentEvent, test_pattern,
+};
 
 use crate::cmd::bench_devnet::IsolatedDevnet;
 use crate::cmd::stream::{
@@ -39,6 +41,10 @@ pub(crate) struct MediaBenchArgs {
     /// the wall clock either way); near the achieved rate, so IDRs stay 2 s apart.
     #[arg(long, default_value_t = 400)]
     unpaced_fps: u32,
+    /// The reference harness's prepared stream (MPEG-TS segments, read in name order) for
+    /// the output path on exactly the reference's input; skipped when absent.
+    #[arg(long, default_value = "/tmp/lpgw-reference-bench/work/dump/prep")]
+    reference_stream: PathBuf,
     /// Skip the media-only figures.
     #[arg(long)]
     skip_media: bool,
@@ -144,6 +150,22 @@ fn load_pool(path: &PathBuf) -> anyhow::Result<(Vec<Bytes>, String)> {
         .map(|i| enc.encode(&test_pattern(512, 512, i)))
         .collect::<Result<Vec<_>, _>>()?;
     Ok((pool, "600 generated 512x512 test patterns, q80".into()))
+}
+
+/// The `.ts` files of `dir` in name order, `None` when there are none.
+fn read_segments(dir: &PathBuf) -> Option<Vec<Bytes>> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "ts"))
+        .collect();
+    names.sort();
+    let segs: Vec<Bytes> = names
+        .iter()
+        .filter_map(|p| std::fs::read(p).ok().map(Bytes::from))
+        .collect();
+    (!segs.is_empty()).then_some(segs)
 }
 
 fn parse_rate(s: &str) -> anyhow::Result<(u32, f64)> {
@@ -286,28 +308,52 @@ pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
         }
     }
     let pool = Arc::new(pool);
-    let mut stages_ms = None;
+    // Pictures stamped closer together than 10 ms cost x264 (and so the decoder) less: its
+    // rate control weighs complexity by frame duration. Every comparison therefore uses the
+    // same media-time spacing on both sides.
+    let media_opts = |fps: u32| BenchOptions {
+        frames: args.frames,
+        encoder: encoder.clone(),
+        jpegs: Some(pool.clone()),
+        fps,
+        ..BenchOptions::default()
+    };
     if !args.skip_media {
-        let opts = BenchOptions {
-            frames: args.frames,
-            encoder: encoder.clone(),
-            jpegs: Some(pool.clone()),
-            // The same media-time spacing as the unpaced round trip, so both pay for the
-            // same number of IDRs.
-            fps: args.unpaced_fps,
-            ..BenchOptions::default()
-        };
-        let (report, stages) = tokio::task::spawn_blocking(move || {
-            let stages = lpgw_media::measure_codec_stages(&opts)?;
-            lpgw_media::run_media_bench(&opts).map(|r| (r, stages))
+        let opts = media_opts(args.unpaced_fps);
+        let report =
+            tokio::task::spawn_blocking(move || lpgw_media::run_media_bench(&opts)).await??;
+        println!(
+            "pipelines alone ({} frames of the input above stamped at {} fps, one direction at \
+             a time, no network):\n{report}",
+            args.frames, args.unpaced_fps
+        );
+    }
+    if !args.skip_media
+        && let Some(segments) = read_segments(&args.reference_stream)
+    {
+        let n = segments.len();
+        let out = tokio::task::spawn_blocking(move || {
+            let events = segments.into_iter().enumerate().flat_map(|(i, b)| {
+                [
+                    SegmentEvent::Start { seq_hint: i as u64 },
+                    SegmentEvent::Data(b),
+                    SegmentEvent::End,
+                ]
+            });
+            lpgw_media::decode_to_jpeg(events, 80)
         })
         .await??;
         println!(
-            "media only ({} frames of the input above stamped at {} fps, no network):\n{stages}\n\
-             pipelines, one direction at a time:\n{report}",
-            args.frames, args.unpaced_fps
+            "output path on the reference's prepared stream ({n} segments from {}): {} frames, \
+             {:.0} fps, CPU {} ms/frame (h264 decode {:.2} ms, jpeg encode {:.2} ms per frame)",
+            args.reference_stream.display(),
+            out.frames,
+            out.fps,
+            out.cpu_ms_per_frame
+                .map_or("n/a".into(), |v| format!("{v:.2}")),
+            out.h264_decode_ms,
+            out.jpeg_encode_ms,
         );
-        stages_ms = Some(stages.total_ms());
     }
     let devnet = tokio::task::spawn_blocking(|| IsolatedDevnet::start(&["relay"])).await??;
     let gw = Gateway::new(Settings {
@@ -319,7 +365,7 @@ pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
         let (fps, secs) = parse_rate(r)?;
         let frames = (f64::from(fps) * secs).round() as usize;
         let cpu = round_trip(&gw, &devnet, &pool, fps, frames, true, &encoder).await?;
-        overheads.push((format!("paced {fps} fps"), cpu));
+        overheads.push((format!("paced {fps} fps"), fps, cpu));
     }
     if args.unpaced > 0 {
         let cpu = round_trip(
@@ -332,12 +378,26 @@ pub(crate) async fn run(args: MediaBenchArgs) -> anyhow::Result<()> {
             &encoder,
         )
         .await?;
-        overheads.push(("unpaced".to_string(), cpu));
+        overheads.push(("unpaced".to_string(), args.unpaced_fps, cpu));
     }
-    if stages_ms.is_some() {
-        println!("round-trip CPU per frame against the codec stages:");
-        for (label, cpu) in overheads {
-            print_overhead(&label, cpu, stages_ms);
+    if !args.skip_media {
+        println!("round-trip CPU per frame against the codec stages alone at the same spacing:");
+        let mut measured: Vec<(u32, lpgw_media::StageCosts)> = Vec::new();
+        for (label, fps, cpu) in overheads {
+            let stages = match measured.iter().find(|(f, _)| *f == fps) {
+                Some((_, s)) => *s,
+                None => {
+                    let opts = media_opts(fps);
+                    let s = tokio::task::spawn_blocking(move || {
+                        lpgw_media::measure_codec_stages(&opts)
+                    })
+                    .await??;
+                    println!("  at {fps} fps: {s}");
+                    measured.push((fps, s));
+                    s
+                }
+            };
+            print_overhead(&label, cpu, Some(stages.total_ms()));
         }
     }
     drop(gw);

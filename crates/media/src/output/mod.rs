@@ -17,9 +17,10 @@ use ffmpeg_next::format::Pixel;
 use tokio::sync::mpsc;
 use tracing::{debug, trace, warn};
 
-use crate::codec::{Converter, JpegEncoder, VideoDecoder};
+use crate::codec::{Converter, VideoDecoder};
 use crate::error::MediaError;
 use crate::frame::{DecodedFrame, Yuv420Frame};
+use crate::jpeg::JpegEncoder;
 use crate::stats::{self, OutputCounters};
 use crate::ts::{Demuxer, EsPacket};
 
