@@ -75,9 +75,9 @@ pub fn measure_codec_stages(opts: &BenchOptions) -> Result<StageCosts, MediaErro
     // timed, on this thread's CPU clock. Pictures are dropped as soon as a pass is done
     // with them, so no pass pays for memory piling up.
     let timed = |slot: &mut Duration, f: &mut dyn FnMut() -> Result<(), MediaError>| {
-        let t0 = thread_cpu();
+        let t0 = crate::stats::thread_cpu();
         let r = f();
-        *slot += thread_cpu() - t0;
+        *slot += crate::stats::thread_cpu() - t0;
         r
     };
     for j in &inputs {
@@ -125,15 +125,6 @@ pub fn measure_codec_stages(opts: &BenchOptions) -> Result<StageCosts, MediaErro
         h264_decode_ms: per(spent[2]),
         jpeg_encode_ms: per(spent[3]),
     })
-}
-
-/// CPU time of the calling thread (not affected by other processes using the cores).
-fn thread_cpu() -> Duration {
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
-    Duration::new(
-        u64::try_from(t.tv_sec).unwrap_or(0),
-        u32::try_from(t.tv_nsec).unwrap_or(0),
-    )
 }
 
 #[cfg(test)]

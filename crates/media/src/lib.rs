@@ -7,8 +7,9 @@
 //! # Publish ([`Publisher`])
 //!
 //! Frames (JPEG, RGB24 or yuv420p, optionally with source timestamps) go into a bounded
-//! queue that drops the *oldest* frame when the encoder falls behind. A named thread converts
-//! them to yuv420p (FFmpeg mjpeg decoder, swscale), encodes H.264 with libx264 (`tune
+//! queue that drops the *oldest* frame when the encoder falls behind. A named thread turns
+//! them into YUV planes (JPEG straight to full-range 4:2:0 with libjpeg-turbo, FFmpeg's mjpeg
+//! decoder for other JPEGs, swscale only for RGB), encodes H.264 with libx264 (`tune
 //! zerolatency`, no B-frames, SPS/PPS on every IDR; defaults `superfast`, CRF 23, IDR every
 //! 2 s of media time) and muxes MPEG-TS in pure Rust. Segments are cut at keyframes once a
 //! minimum wall-clock length has passed ([`segmenter`]) and stream out as
@@ -21,7 +22,8 @@
 //! Segment bytes go in chunk by chunk through [`SegmentInput`], so decoding starts before a
 //! segment is complete. A named thread demuxes the first video stream (H.264, HEVC, MPEG-2,
 //! MPEG-4 part 2, AV1 by PMT stream type), decodes it with FFmpeg and delivers
-//! [`DecodedFrame`]s with 90 kHz timestamps on a bounded channel. When the consumer falls
+//! [`DecodedFrame`]s with 90 kHz timestamps on a bounded channel; JPEG output is encoded
+//! from the decoded planes with libjpeg-turbo (no RGB step). When the consumer falls
 //! behind, [`LagPolicy`] skips to the newest segment or fails. Damage costs the frames up to
 //! the next keyframe, not the stream.
 //!

@@ -219,7 +219,7 @@ impl ConvertStage {
                 continue;
             };
             stats::set(&self.stats.queue_depth, self.queue.len() as u64);
-            let t = Instant::now();
+            let t = stats::thread_cpu();
             let pic = match to_yuv420p(&mut jpeg, &mut conv, &frame.image) {
                 Ok(p) => p,
                 Err(e) => {
@@ -228,7 +228,7 @@ impl ConvertStage {
                     continue;
                 }
             };
-            stats::add(&self.stats.convert_us, t.elapsed().as_micros() as u64);
+            stats::add(&self.stats.convert_us, stats::cpu_us_since(t));
             let converted = Converted {
                 pic,
                 src_pts: frame.pts,
@@ -303,9 +303,9 @@ impl Worker {
             let pts = self.clock.next(src_pts, arrived);
             stats::set(&self.stats.pts_bumped, self.clock.bumped());
             let force = self.keys.should_force(pts);
-            let t = Instant::now();
+            let t = stats::thread_cpu();
             let sent = encoder.send(&mut pic, pts, force);
-            stats::add(&self.stats.encode_us, t.elapsed().as_micros() as u64);
+            stats::add(&self.stats.encode_us, stats::cpu_us_since(t));
             if let Err(e) = sent {
                 warn!(error = %e, "encoder rejected frame");
                 stats::add(&self.stats.dropped_encode_error, 1);
@@ -333,9 +333,9 @@ impl Worker {
     /// Moves every finished packet from the encoder into segments.
     fn drain(&mut self, enc: &mut H264Encoder) -> Result<(), Gone> {
         loop {
-            let t = Instant::now();
+            let t = stats::thread_cpu();
             let pkt = enc.receive();
-            stats::add(&self.stats.encode_us, t.elapsed().as_micros() as u64);
+            stats::add(&self.stats.encode_us, stats::cpu_us_since(t));
             let Some(pkt) = pkt else {
                 return Ok(());
             };

@@ -26,8 +26,8 @@ macro_rules! counters {
 }
 
 counters! {
-    /// Publisher (frames → segments) counters. Times are totals in microseconds; divide by
-    /// the matching frame count for a per-frame figure.
+    /// Publisher (frames → segments) counters. Times are totals of the stage thread's CPU in
+    /// microseconds; divide by the matching frame count for a per-frame figure.
     PublishStats, PublishCounters {
         /// Frames handed to `push`.
         frames_in,
@@ -53,9 +53,9 @@ counters! {
         queue_depth,
         /// Highest input queue depth seen.
         queue_high_water,
-        /// Time spent decoding JPEG / converting input to yuv420p.
+        /// CPU time spent decoding JPEG / converting input to the encoder's planes.
         convert_us,
-        /// Time spent in the H.264 encoder.
+        /// CPU time spent in the H.264 encoder.
         encode_us,
     }
 }
@@ -93,11 +93,26 @@ counters! {
         queue_segments,
         /// Bytes waiting in the input queue right now.
         queue_bytes,
-        /// Time spent in the video decoder.
+        /// CPU time spent in the video decoder.
         decode_us,
-        /// Time spent converting and JPEG-encoding decoded frames.
+        /// CPU time spent converting and JPEG-encoding decoded frames.
         encode_out_us,
     }
+}
+
+/// CPU time of the calling thread so far. Stage timers use it rather than the wall clock so
+/// a stage's figure is its own work, not the time other threads and processes held the core.
+pub(crate) fn thread_cpu() -> std::time::Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    std::time::Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
+/// Microseconds of this thread's CPU since `start` (a [`thread_cpu`] reading).
+pub(crate) fn cpu_us_since(start: std::time::Duration) -> u64 {
+    thread_cpu().saturating_sub(start).as_micros() as u64
 }
 
 /// Adds `n` to a counter.

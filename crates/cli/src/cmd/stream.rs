@@ -130,6 +130,9 @@ pub(crate) struct RunReport {
     pub(crate) send_duration: Duration,
     /// Output frames whose index matched no later input frame (out of order or unknown).
     pub(crate) order_errors: usize,
+    /// CPU milliseconds the pipelines' codec stages (JPEG or picture input, H.264 encode,
+    /// video decode, output rendering) spent over the whole run, from their thread clocks.
+    pub(crate) codec_cpu_ms: f64,
 }
 
 /// A job's two media channels.
@@ -183,7 +186,10 @@ pub(crate) async fn run_through(
             copy_to: record,
             ..FeedOptions::default()
         };
-        async move { feed_output(&mut sub, &input, fo, st, c).await }
+        async move {
+            let r = feed_output(&mut sub, &input, fo, st, c).await;
+            (r, input.stats())
+        }
     });
     let receiver = tokio::spawn(async move {
         let mut got: Vec<(Option<Label>, Instant)> = Vec::new();
@@ -261,7 +267,8 @@ pub(crate) async fn run_through(
         tracing::warn!("output did not end in time after the input; stopping");
         cancel.cancel();
     }
-    if let Err(e) = feed.await? {
+    let (fed, ostats) = feed.await?;
+    if let Err(e) = fed {
         tracing::warn!(error = %e, "reading the output channel failed");
     }
     let got = receiver.await?;
@@ -280,6 +287,11 @@ pub(crate) async fn run_through(
         segments_in: in_stats.get().segments,
         wall,
         send_duration,
+        codec_cpu_ms: (pstats.convert_us
+            + pstats.encode_us
+            + ostats.decode_us
+            + ostats.encode_out_us) as f64
+            / 1000.0,
         ..RunReport::default()
     };
     if let (Some((first_sched, _, _)), Some((_, first_out))) = (sched.first(), got.first()) {

@@ -11,7 +11,7 @@
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ffmpeg_next::format::Pixel;
 use tokio::sync::mpsc;
@@ -370,9 +370,9 @@ impl OutWorker {
             }
             self.need_key = false;
             let pts = pkt.pts.map(|p| self.unwrap.unwrap(p));
-            let t = Instant::now();
+            let t = stats::thread_cpu();
             let sent = self.dec.as_mut().map(|d| d.send(&pkt.data, pts));
-            stats::add(&self.stats.decode_us, t.elapsed().as_micros() as u64);
+            stats::add(&self.stats.decode_us, stats::cpu_us_since(t));
             if let Some(Err(e)) = sent {
                 trace!(error = %e, "decoder rejected packet");
                 stats::add(&self.stats.decode_errors, 1);
@@ -385,9 +385,9 @@ impl OutWorker {
 
     fn receive_frames(&mut self) -> Result<(), Gone> {
         loop {
-            let t = Instant::now();
+            let t = stats::thread_cpu();
             let pic = self.dec.as_mut().and_then(VideoDecoder::receive);
-            stats::add(&self.stats.decode_us, t.elapsed().as_micros() as u64);
+            stats::add(&self.stats.decode_us, stats::cpu_us_since(t));
             let Some(pic) = pic else {
                 return Ok(());
             };
@@ -419,9 +419,9 @@ impl RenderStage {
                     return;
                 }
             };
-            let t = Instant::now();
+            let t = stats::thread_cpu();
             let out = self.render(&pic.0, pic.1);
-            stats::add(&self.stats.encode_out_us, t.elapsed().as_micros() as u64);
+            stats::add(&self.stats.encode_out_us, stats::cpu_us_since(t));
             let frame = match out {
                 Ok(f) => f,
                 Err(e) => {
