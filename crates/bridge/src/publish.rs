@@ -1,5 +1,7 @@
 //! Segment events → trickle segment POSTs.
 
+use std::time::Instant;
+
 use bytes::Bytes;
 use lpgw_media::SegmentEvent;
 use lpgw_trickle::TrickleError;
@@ -9,11 +11,11 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace, warn};
 
-use crate::BridgeError;
 use crate::stats::{Counters, StatsHandle};
+use crate::{BridgeError, SegmentObserver, SegmentTiming};
 
 /// How [`publish_segments`] behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct PublishOptions {
     /// Delete the trickle channel (`Publisher::close`) when the events end, which ends every
     /// subscriber cleanly. Not done on cancellation. Default `true`.
@@ -22,6 +24,11 @@ pub struct PublishOptions {
     /// segment already streams. Finishing in the background keeps a slow acknowledgement (one
     /// network round trip) from delaying the next segment's first bytes. Default 4.
     pub max_finishing: usize,
+    /// Told every segment's timing once it is over: its wall-clock length from opening to
+    /// the server's answer, and the acknowledgement latency from its last byte to the answer
+    /// ([`SegmentTiming::ack`]). Segments that could not be opened are not reported.
+    /// Default none.
+    pub on_segment: Option<SegmentObserver>,
 }
 
 impl Default for PublishOptions {
@@ -29,6 +36,38 @@ impl Default for PublishOptions {
         Self {
             close_at_end: true,
             max_finishing: 4,
+            on_segment: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for PublishOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishOptions")
+            .field("close_at_end", &self.close_at_end)
+            .field("max_finishing", &self.max_finishing)
+            .field("on_segment", &self.on_segment.is_some())
+            .finish()
+    }
+}
+
+/// A segment being written: its writer and what its timing report needs.
+struct OpenSegment {
+    w: SegmentWriter,
+    opened: Instant,
+    bytes: u64,
+}
+
+impl OpenSegment {
+    /// The timing of a segment that failed before the server answered.
+    fn failed(&self) -> SegmentTiming {
+        SegmentTiming {
+            seq: self.w.seq(),
+            bytes: self.bytes,
+            ok: false,
+            first_byte: None,
+            total: self.opened.elapsed(),
+            ack: None,
         }
     }
 }
@@ -75,7 +114,8 @@ pub async fn publish_segments(
     cancel: CancellationToken,
 ) -> Result<(), BridgeError> {
     let c = &stats.0;
-    let mut writer: Option<SegmentWriter> = None;
+    let observer = opts.on_segment.clone();
+    let mut writer: Option<OpenSegment> = None;
     let mut finishing = JoinSet::new();
     let result = loop {
         let ev = tokio::select! {
@@ -89,13 +129,17 @@ pub async fn publish_segments(
         match step(writer.is_some(), ev) {
             Step::Open => {
                 if let Some(w) = writer.take() {
-                    finish(&mut finishing, w, &stats, opts.max_finishing).await;
+                    finish(&mut finishing, w, &stats, &observer, opts.max_finishing).await;
                 }
                 Counters::add(&c.segments, 1);
                 match publisher.next_segment().await {
                     Ok(w) => {
                         trace!(seq = w.seq(), "segment opened");
-                        writer = Some(w);
+                        writer = Some(OpenSegment {
+                            w,
+                            opened: Instant::now(),
+                            bytes: 0,
+                        });
                     }
                     Err(e) if fatal(&e) => break Err(e.into()),
                     Err(e) => {
@@ -106,17 +150,21 @@ pub async fn publish_segments(
             }
             Step::Write(b) => {
                 let len = b.len() as u64;
-                let Some(w) = writer.as_mut() else {
+                let Some(open) = writer.as_mut() else {
                     continue; // step() only writes into an open segment
                 };
-                match w.write(b).await {
+                match open.w.write(b).await {
                     Ok(()) => {
+                        open.bytes += len;
                         Counters::add(&c.bytes, len);
                         Counters::add(&c.chunks, 1);
                     }
                     Err(e) => {
-                        debug!(seq = w.seq(), error = %e, "segment write failed");
+                        debug!(seq = open.w.seq(), error = %e, "segment write failed");
                         Counters::add(&c.segments_failed, 1);
+                        if let Some(obs) = &observer {
+                            obs(open.failed());
+                        }
                         writer = None;
                         if fatal(&e) {
                             break Err(e.into());
@@ -127,7 +175,7 @@ pub async fn publish_segments(
             Step::Discard(n) => trace!(bytes = n, "no open segment, bytes dropped"),
             Step::Finish => {
                 if let Some(w) = writer.take() {
-                    finish(&mut finishing, w, &stats, opts.max_finishing).await;
+                    finish(&mut finishing, w, &stats, &observer, opts.max_finishing).await;
                 }
             }
             Step::Nothing => {}
@@ -135,7 +183,7 @@ pub async fn publish_segments(
     };
     // A segment cut short (cancellation, worker error) still ends cleanly for its readers.
     if let Some(w) = writer.take() {
-        finish(&mut finishing, w, &stats, 0).await;
+        finish(&mut finishing, w, &stats, &observer, 0).await;
     }
     while let Some(r) = finishing.join_next().await {
         count_finish(r, &stats);
@@ -162,14 +210,35 @@ fn fatal(e: &TrickleError) -> bool {
     )
 }
 
-/// Ends `w` in the background, keeping at most `max` finishes in flight.
+/// Ends `seg` in the background, keeping at most `max` finishes in flight. The segment's
+/// timing goes to `observer` when the server answers.
 async fn finish(
     set: &mut JoinSet<Result<(), TrickleError>>,
-    w: SegmentWriter,
+    seg: OpenSegment,
     stats: &StatsHandle,
+    observer: &Option<SegmentObserver>,
     max: usize,
 ) {
-    set.spawn(w.finish());
+    let observer = observer.clone();
+    set.spawn(async move {
+        // The body ends here: its last byte has been handed to the request.
+        let ended = Instant::now();
+        let OpenSegment { w, opened, bytes } = seg;
+        let seq = w.seq();
+        let r = w.finish().await;
+        if let Some(obs) = observer {
+            let ok = r.is_ok();
+            obs(SegmentTiming {
+                seq,
+                bytes,
+                ok,
+                first_byte: None,
+                total: opened.elapsed(),
+                ack: ok.then(|| ended.elapsed()),
+            });
+        }
+        r
+    });
     while set.len() > max {
         match set.join_next().await {
             Some(r) => count_finish(r, stats),

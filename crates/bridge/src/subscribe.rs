@@ -1,17 +1,19 @@
 //! Trickle segments → the media output's segment input.
 
+use std::time::Instant;
+
 use lpgw_media::{MediaError, SegmentEvent, SegmentInput};
 use lpgw_trickle::client::Subscriber;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, trace};
 
-use crate::BridgeError;
 use crate::content::check_content_type;
 use crate::stats::{Counters, StatsHandle};
+use crate::{BridgeError, SegmentObserver, SegmentTiming};
 
 /// How [`feed_output`] behaves.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct FeedOptions {
     /// Close the media input when the channel ends or on cancellation, so the decoder flushes
     /// its last frames and the frame channel ends. Default `true`.
@@ -26,6 +28,22 @@ pub struct FeedOptions {
     /// to a file). Awaited, so a slow recorder slows the feed rather than growing a buffer;
     /// a closed receiver just stops the copies. Default none.
     pub copy_to: Option<mpsc::Sender<SegmentEvent>>,
+    /// Told every fed segment's timing once its body is over: the wait from its response to
+    /// its first body byte ([`SegmentTiming::first_byte`]) and its length from the first
+    /// byte to the end. Skipped segments (wrong content type) are not reported. Default none.
+    pub on_segment: Option<SegmentObserver>,
+}
+
+impl std::fmt::Debug for FeedOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FeedOptions")
+            .field("close_at_end", &self.close_at_end)
+            .field("strict_content_type", &self.strict_content_type)
+            .field("segment_notify", &self.segment_notify)
+            .field("copy_to", &self.copy_to)
+            .field("on_segment", &self.on_segment.is_some())
+            .finish()
+    }
 }
 
 impl Default for FeedOptions {
@@ -35,6 +53,7 @@ impl Default for FeedOptions {
             strict_content_type: true,
             segment_notify: None,
             copy_to: None,
+            on_segment: None,
         }
     }
 }
@@ -83,6 +102,8 @@ async fn run(
             debug!("input channel ended");
             return Ok(());
         };
+        // The response (headers) is here; the body may still wait for the producer.
+        let answered = Instant::now();
         let seq = seg.seq();
         if !check_content_type(seg.content_type()) {
             let content_type = seg.content_type().unwrap_or_default().to_owned();
@@ -99,6 +120,8 @@ async fn run(
         }
         input.start_segment(Some(seq))?;
         send_copy(&mut copy, SegmentEvent::Start { seq_hint: seq }).await;
+        let mut first_byte: Option<Instant> = None;
+        let mut bytes = 0u64;
         let ok = loop {
             let chunk = tokio::select! {
                 biased;
@@ -107,6 +130,8 @@ async fn run(
             };
             match chunk {
                 Ok(Some(b)) => {
+                    first_byte.get_or_insert_with(Instant::now);
+                    bytes += b.len() as u64;
                     Counters::add(&c.bytes, b.len() as u64);
                     Counters::add(&c.chunks, 1);
                     send_copy(&mut copy, SegmentEvent::Data(b.clone())).await;
@@ -119,6 +144,16 @@ async fn run(
                 }
             }
         };
+        if let Some(obs) = &opts.on_segment {
+            obs(SegmentTiming {
+                seq,
+                bytes,
+                ok,
+                first_byte: first_byte.map(|t| t.duration_since(answered)),
+                total: first_byte.unwrap_or(answered).elapsed(),
+                ack: None,
+            });
+        }
         input.end_segment()?;
         send_copy(&mut copy, SegmentEvent::End).await;
         trace!(seq, ok, "segment fed");

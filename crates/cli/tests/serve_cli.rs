@@ -116,3 +116,116 @@ async fn serve_refuses_requests_without_a_configured_key() {
     assert!(status.contains("401"), "{status}");
     sigterm_exits_zero(child).await;
 }
+
+/// Runs `lpgw` with info logs in `format` (`None`: the default) and stderr captured.
+fn lpgw_logging(args: &[&str], format: Option<&str>) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lpgw"));
+    cmd.args(args)
+        .env("LPGW_LOG", "info")
+        .env_remove("LPGW_LOG_FORMAT")
+        .env_remove("LIVEPEER_TOKEN")
+        .env_remove("API_KEYS")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(f) = format {
+        cmd.env("LPGW_LOG_FORMAT", f);
+    }
+    cmd.spawn().expect("lpgw runs")
+}
+
+/// Reads all of the child's stderr in the background (so it never blocks on a full pipe).
+fn capture_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
+    let mut err = child.stderr.take().expect("stderr piped");
+    tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = err.read_to_string(&mut s).await;
+        s
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_object_per_line_with_the_job_id() {
+    let mut child = lpgw_logging(&["demo", "--listen", "127.0.0.1:0"], Some("json"));
+    let stderr = capture_stderr(&mut child);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(STEP, async {
+        while let Some(l) = lines.next_line().await.unwrap() {
+            if let Some(rest) = l.strip_prefix("open http://") {
+                return rest.split('/').next().unwrap().to_string();
+            }
+        }
+        panic!("demo never printed its URL");
+    })
+    .await
+    .expect("the URL in time");
+    let (status, body) = http(&addr, "POST", "/start-job", r#"{"model_id":"noop"}"#).await;
+    assert!(status.contains("200"), "{status} {body}");
+    let job: serde_json::Value = serde_json::from_str(&body).expect("a JSON answer");
+    let job_id = job["job_id"].as_str().expect("a job id").to_string();
+    sigterm_exits_zero(child).await;
+    let text = tokio::time::timeout(STEP, stderr)
+        .await
+        .expect("stderr closes")
+        .unwrap();
+
+    let mut objects = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line:?}"));
+        assert!(v.is_object(), "{line}");
+        assert!(
+            v["level"].is_string() && v["timestamp"].is_string(),
+            "{line}"
+        );
+        objects.push(v);
+    }
+    assert!(
+        objects
+            .iter()
+            .any(|v| v["message"] == "gateway service listening"),
+        "{text}"
+    );
+    // Lines logged inside a job carry its id through the span list.
+    let started = objects
+        .iter()
+        .find(|v| v["message"] == "job started")
+        .unwrap_or_else(|| panic!("no job start logged: {text}"));
+    let spans = started["spans"].as_array().expect("a span list");
+    assert!(
+        spans.iter().any(|s| s["job_id"] == job_id.as_str()),
+        "{started}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_have_no_colour_codes_off_a_terminal() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let args = ["serve", "--listen", &addr, "--orch", "http://127.0.0.1:1"];
+    let mut child = lpgw_logging(&args, None);
+    let stderr = capture_stderr(&mut child);
+    let deadline = tokio::time::Instant::now() + STEP;
+    while tokio::net::TcpStream::connect(&addr).await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "serve never listened"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    sigterm_exits_zero(child).await;
+    let text = tokio::time::timeout(STEP, stderr)
+        .await
+        .expect("stderr closes")
+        .unwrap();
+    assert!(text.contains("gateway service listening"), "{text}");
+    assert!(
+        !text.contains('\u{1b}'),
+        "ANSI escapes in piped logs: {text:?}"
+    );
+}

@@ -9,7 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lpgw_bridge::{FeedOptions, PublishOptions, StatsHandle, feed_output, publish_segments};
+use lpgw_bridge::{
+    FeedOptions, PublishOptions, SegmentObserver, SegmentTiming, StatsHandle, feed_output,
+    publish_segments,
+};
 use lpgw_media::{
     EncoderConfig, InputFrame, InputImage, Output, OutputConfig, OutputFormat, Publisher,
     PublisherConfig,
@@ -132,10 +135,12 @@ impl JobMedia {
 
         let span = tracing::Span::current();
         let c = cancel.clone();
+        let on_in = segment_observer(&metrics, Direction::In);
         tokio::spawn(
             async move {
                 let opts = PublishOptions {
                     close_at_end: false,
+                    on_segment: Some(on_in),
                     ..PublishOptions::default()
                 };
                 if let Err(e) =
@@ -147,10 +152,12 @@ impl JobMedia {
             .instrument(span.clone()),
         );
         let c = cancel.clone();
+        let on_out = segment_observer(&metrics, Direction::Out);
         tokio::spawn(
             async move {
                 let opts = FeedOptions {
                     strict_content_type: false,
+                    on_segment: Some(on_out),
                     ..FeedOptions::default()
                 };
                 if let Err(e) = feed_output(&mut sub, &input, opts, StatsHandle::new(), c).await {
@@ -287,6 +294,44 @@ impl JobMedia {
     /// The newest output frame, if any.
     pub(crate) fn newest(&self) -> Option<Arc<OutFrame>> {
         self.newest.borrow().clone()
+    }
+}
+
+/// Which trickle channel a segment timing belongs to.
+#[derive(Debug, Clone, Copy)]
+enum Direction {
+    /// The job's input channel (our segment POSTs).
+    In,
+    /// The job's output channel (the runner's segments we read).
+    Out,
+}
+
+/// Feeds a bridge's per-segment timings into the segment histograms. Only completed
+/// segments count towards the durations, so a broken-off segment does not pass for a short
+/// one.
+fn segment_observer(metrics: &Arc<Metrics>, dir: Direction) -> SegmentObserver {
+    let m = metrics.clone();
+    Arc::new(move |t: SegmentTiming| observe_segment(&m, dir, &t))
+}
+
+fn observe_segment(m: &Metrics, dir: Direction, t: &SegmentTiming) {
+    match dir {
+        Direction::In => {
+            if let Some(ack) = t.ack {
+                m.segment_ack_in.observe(ack);
+            }
+            if t.ok {
+                m.segment_duration_in.observe(t.total);
+            }
+        }
+        Direction::Out => {
+            if let Some(first) = t.first_byte {
+                m.segment_first_byte_out.observe(first);
+            }
+            if t.ok {
+                m.segment_duration_out.observe(t.total);
+            }
+        }
     }
 }
 

@@ -39,13 +39,40 @@ impl Histogram {
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        self.render_series(out, name, "");
+    }
+
+    /// The samples of one labelled series (`labels` like `direction="in"`, or empty), after
+    /// the family's `HELP`/`TYPE` lines.
+    fn render_series(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
         for (b, c) in self.bounds.iter().zip(&self.counts) {
-            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {}", c.load(Relaxed));
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {}",
+                c.load(Relaxed)
+            );
         }
         let total = self.total.load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {total}");
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {total}");
         let sum = self.sum_us.load(Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {total}");
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let _ = writeln!(
+            out,
+            "{name}_sum{braced} {sum}\n{name}_count{braced} {total}"
+        );
+    }
+}
+
+/// Renders a histogram family whose series differ by label.
+fn render_family(out: &mut String, name: &str, help: &str, series: &[(&str, &Histogram)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (labels, h) in series {
+        h.render_series(out, name, labels);
     }
 }
 
@@ -53,6 +80,11 @@ const FRAME_BOUNDS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 const START_BOUNDS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Trickle segment timings: from a millisecond (a loopback acknowledgement) to ten seconds
+/// (a long segment, or a runner slow to produce).
+const SEGMENT_BOUNDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// Why frames were dropped.
 #[derive(Debug, Clone, Copy)]
@@ -98,6 +130,14 @@ pub(crate) struct Metrics {
     payments: Mutex<PaymentTotals>,
     pub(crate) frame_latency: Histogram,
     pub(crate) start_latency: Histogram,
+    /// Input segments: last byte sent to the orchestrator's answer.
+    pub(crate) segment_ack_in: Histogram,
+    /// Output segments: response to first body byte.
+    pub(crate) segment_first_byte_out: Histogram,
+    /// Input segments: open to answer.
+    pub(crate) segment_duration_in: Histogram,
+    /// Output segments: first byte to end.
+    pub(crate) segment_duration_out: Histogram,
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     /// Requests refused by a client-side limit, by limit.
     limited: Mutex<BTreeMap<&'static str, u64>>,
@@ -114,6 +154,10 @@ impl Default for Metrics {
             payments: Mutex::default(),
             frame_latency: Histogram::new(FRAME_BOUNDS),
             start_latency: Histogram::new(START_BOUNDS),
+            segment_ack_in: Histogram::new(SEGMENT_BOUNDS),
+            segment_first_byte_out: Histogram::new(SEGMENT_BOUNDS),
+            segment_duration_in: Histogram::new(SEGMENT_BOUNDS),
+            segment_duration_out: Histogram::new(SEGMENT_BOUNDS),
             rejections: Mutex::default(),
             limited: Mutex::new(LIMIT_LABELS.iter().map(|l| (*l, 0)).collect()),
         }
@@ -257,6 +301,29 @@ impl Metrics {
         );
         self.start_latency
             .render(&mut o, "lpgw_job_start_seconds", "Time to start a job.");
+        render_family(
+            &mut o,
+            "lpgw_segment_ack_seconds",
+            "Input segments: time from the last byte sent to the orchestrator's answer.",
+            &[("direction=\"in\"", &self.segment_ack_in)],
+        );
+        render_family(
+            &mut o,
+            "lpgw_segment_first_byte_seconds",
+            "Output segments: time from the response to the first body byte (waiting for \
+             the runner's output).",
+            &[("direction=\"out\"", &self.segment_first_byte_out)],
+        );
+        render_family(
+            &mut o,
+            "lpgw_segment_duration_seconds",
+            "Wall-clock length of completed segments: input from open to answer, output \
+             from first byte to end.",
+            &[
+                ("direction=\"in\"", &self.segment_duration_in),
+                ("direction=\"out\"", &self.segment_duration_out),
+            ],
+        );
         o
     }
 }
@@ -295,5 +362,41 @@ mod tests {
         assert!(text.contains("lpgw_frame_latency_seconds_bucket{le=\"0.025\"} 1\n"));
         assert!(text.contains("lpgw_frame_latency_seconds_bucket{le=\"0.25\"} 2\n"));
         assert!(text.contains("lpgw_frame_latency_seconds_count 2\n"));
+    }
+
+    #[test]
+    fn segment_histograms_carry_their_direction() {
+        let m = Metrics::default();
+        m.segment_ack_in.observe(Duration::from_millis(3));
+        m.segment_duration_in.observe(Duration::from_millis(600));
+        m.segment_duration_out.observe(Duration::from_millis(400));
+        m.segment_duration_out.observe(Duration::from_secs(20));
+        let text = m.render(&JobCounts::new(), &PaymentTotals::new());
+        assert!(text.contains("# TYPE lpgw_segment_ack_seconds histogram\n"));
+        assert!(
+            text.contains("lpgw_segment_ack_seconds_bucket{direction=\"in\",le=\"0.001\"} 0\n")
+        );
+        assert!(
+            text.contains("lpgw_segment_ack_seconds_bucket{direction=\"in\",le=\"0.005\"} 1\n")
+        );
+        assert!(text.contains("lpgw_segment_ack_seconds_count{direction=\"in\"} 1\n"));
+        assert!(text.contains("lpgw_segment_first_byte_seconds_count{direction=\"out\"} 0\n"));
+        assert_eq!(
+            text.matches("# TYPE lpgw_segment_duration_seconds histogram")
+                .count(),
+            1
+        );
+        assert!(
+            text.contains("lpgw_segment_duration_seconds_bucket{direction=\"in\",le=\"1\"} 1\n")
+        );
+        assert!(
+            text.contains("lpgw_segment_duration_seconds_bucket{direction=\"out\",le=\"10\"} 1\n")
+        );
+        assert!(
+            text.contains(
+                "lpgw_segment_duration_seconds_bucket{direction=\"out\",le=\"+Inf\"} 2\n"
+            )
+        );
+        assert!(text.contains("lpgw_segment_duration_seconds_sum{direction=\"out\"} 20.4\n"));
     }
 }

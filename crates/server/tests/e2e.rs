@@ -10,6 +10,21 @@ use lpgw_server::ServerConfig;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
+/// The `/metrics` text.
+async fn metrics_text(h: &Harness) -> String {
+    let resp = tokio::time::timeout(STEP, h.http.get(h.url("/metrics")).send())
+        .await
+        .expect("metrics in time")
+        .expect("metrics answer");
+    resp.text().await.expect("metrics body")
+}
+
+/// The value of the sample `name` (with its labels) in Prometheus text, if present.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
 /// Reads SSE `data:` payloads until one satisfies `pred`.
 async fn sse_until(
     h: &Harness,
@@ -148,6 +163,32 @@ async fn family_a_websocket_round_trip_control_events_and_stop() {
     })
     .await;
     assert!(data.contains("a cat"));
+
+    // Segment timings of both channels reach the histograms while frames stream (a
+    // keyframe every 2 s, so a few segments complete in the 6 s of input).
+    let series = [
+        "lpgw_segment_ack_seconds_count{direction=\"in\"}",
+        "lpgw_segment_duration_seconds_count{direction=\"in\"}",
+        "lpgw_segment_first_byte_seconds_count{direction=\"out\"}",
+        "lpgw_segment_duration_seconds_count{direction=\"out\"}",
+    ];
+    let deadline = tokio::time::Instant::now() + STEP;
+    loop {
+        let text = metrics_text(&h).await;
+        let missing: Vec<&str> = series
+            .iter()
+            .copied()
+            .filter(|name| sample(&text, name).is_none_or(|n| n < 1.0))
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "segment series missing or never observed: {missing:?}\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     let mut tx = sender.await.unwrap();
     let _ = tx.close().await;

@@ -131,7 +131,7 @@ pub(crate) fn cpu_secs() -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
-fn load_pool(path: &PathBuf) -> anyhow::Result<(Vec<Bytes>, String)> {
+pub(crate) fn load_pool(path: &PathBuf) -> anyhow::Result<(Vec<Bytes>, String)> {
     if let Ok(data) = std::fs::read(path) {
         let mut pool = Vec::new();
         let mut rest = &data[..];

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
 
-use crate::cmd::bench_media::cpu_secs;
+use crate::cmd::bench_media::{cpu_secs, load_pool};
 use crate::cmd::stream::{JobChannels, RunOptions, Source, percentile, run_through};
 
 /// Options of `lpgw bench service`.
@@ -33,6 +33,11 @@ pub(crate) struct ServiceBenchArgs {
     /// Distinct 512×512 JPEGs generated for the input (cycled).
     #[arg(long, default_value_t = 240)]
     pool: u32,
+    /// Use these JPEGs instead (the reference harness's pool format: `u32` little-endian
+    /// length + JPEG, repeated), e.g. `/tmp/lpgw-reference-bench/work/jpegs.bin` for the
+    /// reference's noisier content.
+    #[arg(long)]
+    jpegs: Option<std::path::PathBuf>,
     /// Frames of the unpaced single-stream run (0 to skip).
     #[arg(long, default_value_t = 1500)]
     unpaced: usize,
@@ -436,12 +441,17 @@ async fn concurrent(b: &Arc<Bench>, args: &ServiceBenchArgs) -> anyhow::Result<(
 }
 
 pub(crate) async fn run(args: ServiceBenchArgs) -> anyhow::Result<()> {
-    let n = args.pool;
-    let pool = Arc::new(tokio::task::spawn_blocking(move || gen_pool(n)).await??);
-    println!(
-        "input: {} generated 512x512 test patterns, JPEG q80, cycled; output JPEG q80",
-        pool.len()
-    );
+    let (n, jpegs) = (args.pool, args.jpegs.clone());
+    let (pool, what) = tokio::task::spawn_blocking(move || match jpegs {
+        Some(p) => load_pool(&p),
+        None => gen_pool(n).map(|p| {
+            let what = format!("{} generated 512x512 test patterns, JPEG q80", p.len());
+            (p, what)
+        }),
+    })
+    .await??;
+    let pool = Arc::new(pool);
+    println!("input: {what}, cycled; output JPEG q80");
     // Room for every stream of the largest step, plus the jobs of the single-stream runs.
     let capacity = u32::try_from(args.streams_max.max(1) + 4).unwrap_or(u32::MAX);
     let devnet = Devnet::start(DevnetConfig {

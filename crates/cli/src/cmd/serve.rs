@@ -176,7 +176,8 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding {}", args.listen))?;
     let addr = listener.local_addr()?;
-    eprintln!("lpgw service on http://{addr}/");
+    // Through the log (JSON when asked), so a log collector sees only well-formed lines.
+    tracing::info!(url = %format!("http://{addr}/"), "lpgw service listening");
     let state = AppState::new(config, gateway);
     lpgw_server::run(listener, state, super::shutdown_signal()).await?;
     Ok(())
