@@ -1,12 +1,14 @@
 //! Media over a real trickle server on loopback: frames in, frames out, and what happens
-//! when the channel carries garbage, the wrong content type, or a publisher that stalls.
+//! when the channel carries garbage, the wrong content type, or a publisher that stalls; and
+//! the per-segment timing observers of both directions.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use lpgw_bridge::{
-    BridgeError, CancellationToken, FeedOptions, PublishOptions, StatsHandle, feed_output,
-    publish_segments,
+    BridgeError, CancellationToken, FeedOptions, PublishOptions, SegmentObserver, SegmentTiming,
+    StatsHandle, feed_output, publish_segments,
 };
 use lpgw_media::{
     CLOCK_HZ, DecodedFrame, EncoderConfig, InputFrame, InputImage, LagPolicy, MediaError, Output,
@@ -381,4 +383,100 @@ async fn a_stalled_publisher_delivers_what_it_sent_and_cancels_cleanly() {
         .unwrap()
         .unwrap();
     drop(w);
+}
+
+/// An observer that records every report.
+fn recorder() -> (SegmentObserver, Arc<Mutex<Vec<SegmentTiming>>>) {
+    let seen: Arc<Mutex<Vec<SegmentTiming>>> = Arc::default();
+    let s = seen.clone();
+    (Arc::new(move |t| s.lock().unwrap().push(t)), seen)
+}
+
+#[tokio::test]
+async fn each_segment_is_timed_once_on_both_sides_of_the_bridge() {
+    let (server, base) = serve().await;
+    server.create_channel("t", "video/MP2T");
+    let url = format!("{base}/t");
+
+    let events = encode_events(48).await;
+    let sizes: Vec<u64> = segments(&events).iter().map(|s| s.len() as u64).collect();
+    assert!(sizes.len() >= 3, "keyframe every 0.5 s: {sizes:?}");
+
+    // Subscriber first, so it reads every segment live.
+    let (input, output, mut frames) = Output::spawn(out_cfg()).unwrap();
+    let drain = tokio::spawn(async move { while frames.recv().await.is_some() {} });
+    let (out_obs, out_seen) = recorder();
+    let in_stats = StatsHandle::new();
+    let cancel = CancellationToken::new();
+    let feed = {
+        let (s, c) = (in_stats.clone(), cancel.clone());
+        let mut sub = sub(&url);
+        let opts = FeedOptions {
+            on_segment: Some(out_obs),
+            ..FeedOptions::default()
+        };
+        tokio::spawn(async move { feed_output(&mut sub, &input, opts, s, c).await })
+    };
+
+    let (in_obs, in_seen) = recorder();
+    let (tx, rx) = mpsc::channel(events.len());
+    for e in events {
+        tx.send(e).await.unwrap();
+    }
+    drop(tx);
+    let mut p = Publisher::new(&url, "video/MP2T", PublisherConfig::default()).unwrap();
+    let opts = PublishOptions {
+        close_at_end: false,
+        on_segment: Some(in_obs),
+        ..PublishOptions::default()
+    };
+    let out_stats = StatsHandle::new();
+    bounded(publish_segments(
+        rx,
+        &mut p,
+        opts,
+        out_stats.clone(),
+        cancel.clone(),
+    ))
+    .await
+    .expect("publish ok");
+    let sent = out_stats.get().bytes;
+    bounded(async {
+        while in_stats.get().bytes < sent {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    bounded(p.close()).await.unwrap();
+    bounded(feed).await.unwrap().expect("feed ok");
+    bounded(drain).await.unwrap();
+    tokio::task::spawn_blocking(move || output.join())
+        .await
+        .unwrap()
+        .unwrap();
+
+    // Publish side: every segment answered, once, after its last byte.
+    let mut ins = in_seen.lock().unwrap().clone();
+    ins.sort_by_key(|t| t.seq);
+    assert_eq!(ins.len(), sizes.len(), "{ins:?}");
+    for (i, t) in ins.iter().enumerate() {
+        assert_eq!(t.seq, i as u64, "{ins:?}");
+        assert_eq!(t.bytes, sizes[i], "{t:?}");
+        assert!(t.ok, "{t:?}");
+        assert_eq!(t.first_byte, None, "{t:?}");
+        let ack = t.ack.expect("acknowledged");
+        assert!(ack <= t.total && t.total < STEP, "{t:?}");
+    }
+
+    // Subscribe side: every segment fed, in order, each with a first byte.
+    let outs = out_seen.lock().unwrap().clone();
+    assert_eq!(outs.len(), sizes.len(), "{outs:?}");
+    for (i, t) in outs.iter().enumerate() {
+        assert_eq!(t.seq, i as u64, "{outs:?}");
+        assert_eq!(t.bytes, sizes[i], "{t:?}");
+        assert!(t.ok, "{t:?}");
+        assert_eq!(t.ack, None, "{t:?}");
+        let first = t.first_byte.expect("a first byte");
+        assert!(first < STEP && t.total < STEP, "{t:?}");
+    }
 }

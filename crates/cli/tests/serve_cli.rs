@@ -56,11 +56,10 @@ async fn sigterm_exits_zero(mut child: Child) {
     assert!(status.success(), "exit status {status:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn demo_prints_the_url_serves_the_app_and_exits_cleanly() {
-    let mut child = lpgw(&["demo", "--listen", "127.0.0.1:0"]);
+/// Reads `lpgw demo`'s stdout until it prints the URL to open; returns `host:port`.
+async fn demo_addr(child: &mut tokio::process::Child) -> String {
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(STEP, async {
+    tokio::time::timeout(STEP, async {
         while let Some(l) = lines.next_line().await.unwrap() {
             if let Some(rest) = l.strip_prefix("open http://") {
                 return rest.split('/').next().unwrap().to_string();
@@ -69,7 +68,13 @@ async fn demo_prints_the_url_serves_the_app_and_exits_cleanly() {
         panic!("demo never printed its URL");
     })
     .await
-    .expect("the URL in time");
+    .expect("the URL in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_prints_the_url_serves_the_app_and_exits_cleanly() {
+    let mut child = lpgw(&["demo", "--listen", "127.0.0.1:0"]);
+    let addr = demo_addr(&mut child).await;
 
     let (status, page) = http(&addr, "GET", "/", "").await;
     assert!(status.contains("200"), "{status}");
@@ -149,17 +154,7 @@ fn capture_stderr(child: &mut Child) -> tokio::task::JoinHandle<String> {
 async fn json_logs_are_one_object_per_line_with_the_job_id() {
     let mut child = lpgw_logging(&["demo", "--listen", "127.0.0.1:0"], Some("json"));
     let stderr = capture_stderr(&mut child);
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(STEP, async {
-        while let Some(l) = lines.next_line().await.unwrap() {
-            if let Some(rest) = l.strip_prefix("open http://") {
-                return rest.split('/').next().unwrap().to_string();
-            }
-        }
-        panic!("demo never printed its URL");
-    })
-    .await
-    .expect("the URL in time");
+    let addr = demo_addr(&mut child).await;
     let (status, body) = http(&addr, "POST", "/start-job", r#"{"model_id":"noop"}"#).await;
     assert!(status.contains("200"), "{status} {body}");
     let job: serde_json::Value = serde_json::from_str(&body).expect("a JSON answer");

@@ -241,15 +241,7 @@ async fn websocket_floods_and_garbage_do_not_hurt_other_jobs() {
     // The other job works throughout.
     let frame = output_frame(&h, &b).await;
     assert_eq!(&frame[..2], &[0xFF, 0xD8]);
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.metrics().await;
     let count = |name: &str| -> u64 {
         metrics
             .lines()

@@ -227,15 +227,7 @@ async fn a_slow_viewer_loses_frames_while_a_fast_one_keeps_up() {
         "the slow viewer lost frames instead of buffering them: {slow_frames} vs {fast_frames} \
          ({fast_bytes} bytes)"
     );
-    let text = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     let dropped: u64 = text
         .lines()
         .find(|l| l.starts_with("lpgw_frames_dropped_total{reason=\"slow_reader\"}"))

@@ -80,15 +80,7 @@ async fn out_of_order_duplicate_and_invalid_seq() {
     assert_eq!(st["frames_dropped_stale_seq"], 4, "{st}");
     assert_eq!(st["last_seq"], 20, "{st}");
     assert!(st["frames_dropped"].as_u64().unwrap() >= 4, "{st}");
-    let text = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = h.metrics().await;
     assert!(
         text.contains("lpgw_frames_dropped_total{reason=\"stale_seq\"} 4\n"),
         "{text}"

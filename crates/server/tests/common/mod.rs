@@ -109,6 +109,14 @@ impl Harness {
         )
     }
 
+    /// The `/metrics` text (fails the test on any other answer).
+    pub async fn metrics(&self) -> String {
+        match self.get("/metrics", None).await {
+            (200, Value::String(text)) => text,
+            other => panic!("/metrics answered {other:?}"),
+        }
+    }
+
     /// Stops the service (as SIGTERM would) and waits for it to exit.
     pub async fn stop_service(&mut self) {
         self.shutdown.cancel();
