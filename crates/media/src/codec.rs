@@ -354,6 +354,32 @@ mod tests {
         assert!(y.v[16 * 32 + 16].abs_diff(160) <= 3);
     }
 
+    /// Frames arriving far faster than the nominal rate get no extra IDRs: keyframes follow
+    /// media time (one per `keyframe_interval`), not the GOP cap.
+    #[test]
+    fn fast_input_gets_idrs_by_media_time_only() {
+        let cfg = EncoderConfig {
+            preset: "ultrafast".into(),
+            fps: 24,
+            threads: 1,
+            ..EncoderConfig::default()
+        };
+        let mut enc = H264Encoder::new(&cfg, 64, 64, Pixel::YUV420P).expect("encoder");
+        let mut keys = crate::segmenter::KeyframeClock::new(cfg.keyframe_interval);
+        let mut key_frames = 0;
+        // 300 pictures 1/400 s apart: 0.75 s of media, so one IDR (the first).
+        for i in 0..300i64 {
+            let mut pic = Yuv420Frame::filled(64, 64, (i % 200) as u8 + 16, 128, 128).to_ffmpeg();
+            let pts = i * (CLOCK_HZ / 400);
+            let force = keys.should_force(pts);
+            enc.send(&mut pic, pts, force).expect("send");
+            while let Some(p) = enc.receive() {
+                key_frames += usize::from(p.is_key);
+            }
+        }
+        assert_eq!(key_frames, 1);
+    }
+
     #[test]
     fn limited_range_encoder_for_other_formats() {
         let enc = H264Encoder::new(&EncoderConfig::default(), 64, 64, Pixel::RGB24);

@@ -311,6 +311,10 @@ mod tests {
         let jpeg = enc.encode(&src).expect("encode");
         assert_eq!(&jpeg[..2], &[0xFF, 0xD8], "a JPEG SOI marker");
         let mut dec = JpegDecoder::new().expect("decoder");
+        assert!(
+            dec.decode_turbo(&jpeg).is_some(),
+            "4:2:0 JPEGs take the turbo path"
+        );
         let pic = dec.decode(&jpeg).expect("decode");
         assert_eq!(
             pic.format(),
@@ -318,6 +322,20 @@ mod tests {
             "4:2:0 JPEGs take the turbo path"
         );
         assert_eq!((pic.width(), pic.height()), (96, 64));
+        // `decode` itself takes that path: its pixels are libjpeg-turbo's, which differ from
+        // FFmpeg's decoder (another IDCT) on this picture.
+        let turbo = dec.decode_turbo(&jpeg).expect("turbo");
+        let ffmpeg = dec.decode_ffmpeg(&jpeg).expect("ffmpeg");
+        let luma = |f: &frame::Video| -> Vec<u8> {
+            let (w, stride) = (f.width() as usize, f.stride(0));
+            f.data(0)
+                .chunks(stride)
+                .take(f.height() as usize)
+                .flat_map(|r| r[..w].to_vec())
+                .collect()
+        };
+        assert_eq!(luma(&pic), luma(&turbo));
+        assert_ne!(luma(&pic), luma(&ffmpeg));
         let back = decode_jpeg(&jpeg).expect("decode_jpeg");
         assert!(mad(&back.y, &src.y) < 3.0, "luma drifted");
         assert!(mad(&back.u, &src.u) < 3.0, "chroma drifted");
@@ -340,6 +358,10 @@ mod tests {
         let rgb = turbojpeg::decompress(&jpeg420, turbojpeg::PixelFormat::RGB).expect("rgb");
         let jpeg444 = turbojpeg::compress(rgb.as_deref(), 90, Subsamp::None).expect("444");
         let mut dec = JpegDecoder::new().expect("decoder");
+        assert!(
+            dec.decode_turbo(&jpeg444).is_none(),
+            "4:4:4 is left to FFmpeg"
+        );
         let pic = dec.decode(&jpeg444).expect("4:4:4 decodes through FFmpeg");
         assert_ne!(pic.format(), Pixel::YUVJ420P);
         assert_eq!((pic.width(), pic.height()), (64, 64));

@@ -109,12 +109,19 @@ fn threads_cpu_secs(name: &str) -> Option<f64> {
         if stat.get(open + 1..close) != Some(name) {
             continue;
         }
-        let mut it = stat.get(close + 2..)?.split_whitespace().skip(11);
-        let utime: u64 = it.next()?.parse().ok()?;
-        let stime: u64 = it.next()?.parse().ok()?;
-        ticks += utime + stime;
+        ticks += stat_cpu_ticks(&stat)?;
     }
     Some(ticks as f64 / 100.0)
+}
+
+/// User + system CPU of a `/proc/.../stat` line, in clock ticks (USER_HZ, 100 on Linux).
+pub(crate) fn stat_cpu_ticks(stat: &str) -> Option<u64> {
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let mut it = rest.split_whitespace().skip(11);
+    let utime: u64 = it.next()?.parse().ok()?;
+    let stime: u64 = it.next()?.parse().ok()?;
+    Some(utime + stime)
 }
 
 #[cfg(test)]

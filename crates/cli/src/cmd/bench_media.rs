@@ -124,11 +124,7 @@ fn rss_growth(pool: &[Bytes], n: usize, encoder: &EncoderConfig) -> anyhow::Resu
 /// Process CPU time (user + system) in seconds, from `/proc/self/stat` (USER_HZ = 100).
 pub(crate) fn cpu_secs() -> Option<f64> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let rest = stat.get(stat.rfind(')')? + 2..)?;
-    let mut it = rest.split_whitespace().skip(11);
-    let utime: u64 = it.next()?.parse().ok()?;
-    let stime: u64 = it.next()?.parse().ok()?;
-    Some((utime + stime) as f64 / 100.0)
+    Some(crate::cmd::bench_devnet::stat_cpu_ticks(&stat)? as f64 / 100.0)
 }
 
 pub(crate) fn load_pool(path: &PathBuf) -> anyhow::Result<(Vec<Bytes>, String)> {

@@ -41,6 +41,19 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Box<Response>
         .map_err(|e| Box::new(plain_error(StatusCode::BAD_REQUEST, &e.to_string())))
 }
 
+/// [`admit`] then [`parse`]: the start of every callback that carries a JSON body.
+fn admit_json<T: serde::de::DeserializeOwned>(
+    live: &Live,
+    rid: &str,
+    sid: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: Instant,
+) -> Result<T, Box<Response>> {
+    admit(live, rid, sid, headers, now)?;
+    parse(body)
+}
+
 pub(super) async fn runner_stop(
     State(live): State<Arc<Live>>,
     Path((rid, sid)): Path<(String, String)>,
@@ -80,10 +93,7 @@ pub(super) async fn create_channels(
     body: Bytes,
 ) -> Response {
     let now = Instant::now();
-    if let Err(r) = admit(&live, &rid, &sid, &headers, now) {
-        return *r;
-    }
-    let req: ChannelsReq = match parse(&body) {
+    let req: ChannelsReq = match admit_json(&live, &rid, &sid, &headers, &body, now) {
         Ok(r) => r,
         Err(r) => return *r,
     };
@@ -120,10 +130,7 @@ pub(super) async fn delete_channels(
     body: Bytes,
 ) -> Response {
     let now = Instant::now();
-    if let Err(r) = admit(&live, &rid, &sid, &headers, now) {
-        return *r;
-    }
-    let req: DeleteReq = match parse(&body) {
+    let req: DeleteReq = match admit_json(&live, &rid, &sid, &headers, &body, now) {
         Ok(r) => r,
         Err(r) => return *r,
     };
