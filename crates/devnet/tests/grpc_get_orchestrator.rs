@@ -64,31 +64,12 @@ async fn tls_priced_info_has_price_and_ticket_params() {
     .await;
     assert!(h.orchestrator_url().starts_with("https://127.0.0.1:"));
     // An onchain orchestrator needs the payer's signature from the signer.
-    let signed: serde_json::Value = bounded(
-        http()
-            .post(format!(
-                "{}/sign-orchestrator-info",
-                h.signer_url().unwrap()
-            ))
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let signed: serde_json::Value = sign_info_response(&h).await.json().await.unwrap();
     let address = signed["address"].as_str().unwrap();
     assert_eq!(address, h.signer_address());
-    let hexs = |s: &str| {
-        let s = s.trim_start_matches("0x");
-        (0..s.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-            .collect::<Vec<u8>>()
-    };
     let req = OrchestratorRequest {
-        address: hexs(address),
-        sig: hexs(signed["signature"].as_str().unwrap()),
+        address: unhex(address),
+        sig: unhex(signed["signature"].as_str().unwrap()),
         capabilities: Some(lv2v_caps("noop")),
         ignore_capacity_check: false,
     };

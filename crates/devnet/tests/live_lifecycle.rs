@@ -12,21 +12,8 @@ use axum::Router;
 use axum::http::StatusCode;
 use axum::routing::get;
 use common::*;
-use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig, StaticRunnerConfig};
+use lpgw_devnet::{DevnetConfig, LiveConfig, StaticRunnerConfig};
 use serde_json::{Value, json};
-
-async fn wait_until(mut f: impl FnMut() -> bool) {
-    bounded(async {
-        while !f() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
-
-async fn discovery(h: &DevnetHandle) -> Value {
-    get_json(format!("{}/discovery", h.orchestrator_url())).await
-}
 
 #[tokio::test]
 async fn runner_expiring_mid_session_releases_it() {
@@ -40,16 +27,12 @@ async fn runner_expiring_mid_session_releases_it() {
         ..plain()
     })
     .await;
-    let r = bounded(
-        http()
-            .post(format!("{}/runners/heartbeat", h.runner_url()))
-            .header("Authorization", h.orch_secret().unwrap())
-            .json(&json!({"runner_id":"r1","runner_url":"http://127.0.0.1:9","app":"a/b"}))
-            .send(),
+    let (_, b) = heartbeat(
+        &h,
+        &json!({"runner_id":"r1","runner_url":"http://127.0.0.1:9","app":"a/b"}),
     )
-    .await
-    .unwrap();
-    let o2r = r.json::<Value>().await.unwrap()["o2r"]["channel_name"]
+    .await;
+    let o2r = serde_json::from_str::<Value>(&b).unwrap()["o2r"]["channel_name"]
         .as_str()
         .unwrap()
         .to_string();
@@ -59,19 +42,10 @@ async fn runner_expiring_mid_session_releases_it() {
     // No more heartbeats: the runner expires, is swept, and its session goes with it.
     wait_until(|| !h.has_channel(&o2r)).await;
     assert!(h.live_sessions("r1").is_empty());
-    let r = bounded(
-        http()
-            .get(format!("{}/x", a["app_url"].as_str().unwrap()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let (s, b) = status_text(http().get(format!("{}/x", a["app_url"].as_str().unwrap()))).await;
+    assert_eq!((s, b.as_str()), (404, "runner not found\n"));
     assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (404, "runner not found\n")
-    );
-    assert_eq!(
-        discovery(&h).await,
+        discovery_json(&h).await,
         json!([{"address": h.orchestrator_url()}])
     );
     h.shutdown().await;
@@ -114,52 +88,35 @@ async fn static_runner_health_checks() {
         ..plain()
     })
     .await;
-    let d = discovery(&h).await;
+    let d = discovery_json(&h).await;
     assert_eq!(
         d[0]["runners"][0]["url"],
         format!("{}/apps/fixed/session", h.orchestrator_url())
     );
-    let r = bounded(
-        http()
-            .post(format!("{}/apps/fixed/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().post(format!("{}/apps/fixed/session", h.orchestrator_url()))).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(h.live_sessions("fixed").len(), 1);
     // Static runners cannot heartbeat.
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{}/runners/heartbeat", h.runner_url()))
-            .json(&json!({"runner_id":"fixed","runner_url":"http://x","app":"a"}))
-            .send(),
+            .json(&json!({"runner_id":"fixed","runner_url":"http://x","app":"a"})),
     )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (400, "static runner cannot heartbeat\n")
-    );
+    .await;
+    assert_eq!((s, b.as_str()), (400, "static runner cannot heartbeat\n"));
 
     // Unhealthy: hidden, sessions released, reservations refused.
     status.store(503, Ordering::Relaxed);
     wait_until(|| h.live_sessions("fixed").is_empty()).await;
-    let d = discovery(&h).await;
+    let d = discovery_json(&h).await;
     assert!(d[0].get("runners").is_none(), "{d}");
-    let r = bounded(
-        http()
-            .post(format!("{}/apps/fixed/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().post(format!("{}/apps/fixed/session", h.orchestrator_url()))).await;
     assert_eq!(r.status().as_u16(), 404);
     // Healthy again: listed and reservable.
     status.store(200, Ordering::Relaxed);
     bounded(async {
         loop {
-            if discovery(&h).await[0].get("runners").is_some() {
+            if discovery_json(&h).await[0].get("runners").is_some() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -173,16 +130,8 @@ async fn static_runner_health_checks() {
 async fn handle_faults_full_released_and_removed_runner() {
     let h = devnet(plain()).await;
     let route = h.scope_runner().unwrap();
-    let reserve = || async {
-        let r = bounded(
-            http()
-                .post(format!("{}/apps/{route}/session", h.orchestrator_url()))
-                .send(),
-        )
-        .await
-        .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
+    let reserve =
+        || status_text(http().post(format!("{}/apps/{route}/session", h.orchestrator_url())));
     assert!(h.set_live_runner_capacity(&route, 0));
     assert_eq!(
         reserve().await,

@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lpgw_devnet::{DevnetConfig, PriceConfig};
-use lpgw_proto::{OrchestratorInfo, PaymentResult};
+use lpgw_devnet::DevnetConfig;
+use lpgw_proto::PaymentResult;
 use prost::Message as _;
 use serde_json::{Value, json};
 
@@ -17,13 +17,8 @@ const WEI_PER_SEC: i64 = 277_777_777_777;
 
 fn priced() -> DevnetConfig {
     DevnetConfig {
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
         payment_interval: Duration::from_millis(200),
-        ..plain()
+        ..priced_with_signer()
     }
 }
 
@@ -32,40 +27,26 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
     let h = devnet(priced()).await;
     let svc = h.orchestrator_url().to_string();
     let route = h.scope_runner().unwrap();
-    let d: Value = bounded(http().get(format!("{svc}/discovery")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let p = d[0]["runners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["mode"] == "persistent")
-        .unwrap()
-        .clone();
+    let p = runner_where(&discovery_json(&h).await, "mode", "persistent");
     assert_eq!(
         p["price_info"],
         json!({"price": WEI_PER_SEC, "currency": "wei", "unit": "seconds"})
     );
 
     let url = format!("{svc}/apps/{route}/session");
-    let r = bounded(http().post(&url).send()).await.unwrap();
-    assert_eq!(r.status().as_u16(), 402);
+    let (s, b) = status_text(http().post(&url)).await;
+    assert_eq!(s, 402);
     assert_eq!(
-        r.text().await.unwrap(),
+        b,
         "{\"error\":{\"message\":\"invalid live runner payment signer address\"}}\n"
     );
 
-    let r = bounded(
+    let r = send(
         http()
             .post(&url)
-            .header("Livepeer-Payer-Address", h.signer_address())
-            .send(),
+            .header("Livepeer-Payer-Address", h.signer_address()),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 402);
     assert_eq!(r.headers()["content-type"], "application/json");
     let ch: Value = r.json().await.unwrap();
@@ -77,12 +58,7 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
         format!("{svc}/apps/{route}/session/{mid}/payment")
     );
     let params = ch["payment_params"].as_str().unwrap().to_string();
-    let info = OrchestratorInfo::decode(
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &params)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let info = decode_info(&params);
     let price = info.price_info.clone().unwrap();
     assert_eq!(
         (price.price_per_unit, price.pixels_per_unit),
@@ -112,20 +88,7 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
     )
     .await;
     assert_eq!(first.status, 200, "{:?}", first.body);
-    let pay = first.body["payment"].as_str().unwrap().to_string();
-    let seg = first.body["segCreds"].as_str().unwrap().to_string();
-    let admit = || async {
-        let r = bounded(
-            http()
-                .post(&url)
-                .header("Livepeer-Payment", &pay)
-                .header("Livepeer-Segment", &seg)
-                .send(),
-        )
-        .await
-        .unwrap();
-        (r.status().as_u16(), r.text().await.unwrap())
-    };
+    let admit = || status_text(with_payment(http().post(&url), &first.body));
     let (s, b) = admit().await;
     assert_eq!(s, 200, "{b}");
     let a: Value = serde_json::from_str(&b).unwrap();
@@ -142,15 +105,11 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
     let next = generate(&h, json!({"orchestrator": params, "ManifestID": mid, "type": "live", "state": first.body["state"]})).await;
     assert_eq!(next.status, 200, "{:?}", next.body);
     let before = h.balance(h.signer_address(), &mid);
-    let r = bounded(
-        http()
-            .post(ch["payment_url"].as_str().unwrap())
-            .header("Livepeer-Payment", next.body["payment"].as_str().unwrap())
-            .header("Livepeer-Segment", next.body["segCreds"].as_str().unwrap())
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(with_payment(
+        http().post(ch["payment_url"].as_str().unwrap()),
+        &next.body,
+    ))
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let res = PaymentResult::decode(r.bytes().await.unwrap())
         .unwrap()
@@ -162,23 +121,16 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
 
     // After a `480`, `/refresh-payment` hands out the session's own ticket parameters (worth
     // seconds of the runner's price, not the LV2V ones), so the signer still pays with them.
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{svc}/refresh-payment"))
-            .json(&json!({"sender": h.signer_address(), "manifest_id": mid}))
-            .send(),
+            .json(&json!({"sender": h.signer_address(), "manifest_id": mid})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let fresh: Value = r.json().await.unwrap();
     let fresh_params = fresh["payment_params"].as_str().unwrap().to_string();
-    let fresh_info = OrchestratorInfo::decode(
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &fresh_params)
-            .unwrap()
-            .as_slice(),
-    )
-    .unwrap();
+    let fresh_info = decode_info(&fresh_params);
     let (tp, fresh_tp) = (
         info.ticket_params.as_ref().unwrap(),
         fresh_info.ticket_params.as_ref().unwrap(),
@@ -192,38 +144,19 @@ async fn challenge_paid_admission_duplicate_payment_stop() {
     // Paid with them, or nothing due yet (`482`); never "too many tickets".
     assert!(matches!(again.status, 200 | 482), "{:?}", again.body);
     // Payment for a missing session: 404.
-    let r = bounded(
-        http()
-            .post(format!("{svc}/apps/{route}/session/nope/payment"))
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (404, "runner session not found\n")
-    );
+    let (s, b) = status_text(http().post(format!("{svc}/apps/{route}/session/nope/payment"))).await;
+    assert_eq!((s, b.as_str()), (404, "runner session not found\n"));
 
     // Stop (idempotent), then the session takes no more payments.
     for _ in 0..2 {
-        let r = bounded(
-            http()
-                .post(format!("{}/stop", a["control_url"].as_str().unwrap()))
-                .send(),
-        )
-        .await
-        .unwrap();
+        let r = send(http().post(format!("{}/stop", a["control_url"].as_str().unwrap()))).await;
         assert_eq!(r.status().as_u16(), 204);
     }
-    let r = bounded(
-        http()
-            .post(ch["payment_url"].as_str().unwrap())
-            .header("Livepeer-Payment", next.body["payment"].as_str().unwrap())
-            .header("Livepeer-Segment", next.body["segCreds"].as_str().unwrap())
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(with_payment(
+        http().post(ch["payment_url"].as_str().unwrap()),
+        &next.body,
+    ))
+    .await;
     assert_eq!(r.status().as_u16(), 404);
     h.shutdown().await;
 }
@@ -234,30 +167,19 @@ async fn meter_releases_session_when_payment_runs_out() {
     let svc = h.orchestrator_url().to_string();
     let route = h.scope_runner().unwrap();
     let url = format!("{svc}/apps/{route}/session");
-    let r = bounded(
+    let ch = send_json(
         http()
             .post(&url)
-            .header("Livepeer-Payer-Address", h.signer_address())
-            .send(),
+            .header("Livepeer-Payer-Address", h.signer_address()),
     )
-    .await
-    .unwrap();
-    let ch: Value = r.json().await.unwrap();
+    .await;
     let mid = ch["manifest_id"].as_str().unwrap().to_string();
     let first = generate(
         &h,
         json!({"orchestrator": ch["payment_params"], "ManifestID": mid, "type": "live"}),
     )
     .await;
-    let r = bounded(
-        http()
-            .post(&url)
-            .header("Livepeer-Payment", first.body["payment"].as_str().unwrap())
-            .header("Livepeer-Segment", first.body["segCreds"].as_str().unwrap())
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(with_payment(http().post(&url), &first.body)).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(h.live_sessions(&route), vec![mid.clone()]);
     // The first payment buys about ten seconds; nothing more is paid.
@@ -276,25 +198,21 @@ async fn bad_payment_headers_and_serverless_challenge() {
     let h = devnet(priced()).await;
     let svc = h.orchestrator_url().to_string();
     let route = h.scope_runner().unwrap();
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{svc}/apps/{route}/session"))
-            .header("Livepeer-Payment", "%%%")
-            .send(),
+            .header("Livepeer-Payment", "%%%"),
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status().as_u16(), 402);
-    assert!(r.text().await.unwrap().starts_with("base64 decode error"));
-    let r = bounded(
+    .await;
+    assert_eq!(s, 402);
+    assert!(b.starts_with("base64 decode error"));
+    let r = send(
         http()
             .post(format!("{svc}/scope"))
             .header("Livepeer-Payer-Address", h.signer_address())
-            .json(&json!({}))
-            .send(),
+            .json(&json!({})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 402);
     let ch: Value = r.json().await.unwrap();
     assert_eq!(ch["payment_url"], format!("{svc}/payment"));
@@ -304,16 +222,11 @@ async fn bad_payment_headers_and_serverless_challenge() {
 #[tokio::test]
 async fn signer_discovery_lists_priced_runners() {
     let h = devnet(priced()).await;
-    let r = bounded(
-        http()
-            .get(format!(
-                "{}/discover-orchestrators?caps=live-video-to-video%2Fscope",
-                h.signer_url().unwrap()
-            ))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().get(format!(
+        "{}/discover-orchestrators?caps=live-video-to-video%2Fscope",
+        h.signer_url().unwrap()
+    )))
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().await.unwrap();
     let entry = &v[0];
@@ -339,14 +252,12 @@ async fn signer_discovery_lists_priced_runners() {
 }
 
 async fn fx_challenge(h: &lpgw_devnet::DevnetHandle, url: &str) -> Value {
-    let r = bounded(
+    let r = send(
         http()
             .post(url)
-            .header("Livepeer-Payer-Address", h.signer_address())
-            .send(),
+            .header("Livepeer-Payer-Address", h.signer_address()),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 402);
     r.json::<Value>().await.unwrap()
 }
@@ -362,29 +273,7 @@ async fn fx_pay(h: &lpgw_devnet::DevnetHandle, params: String, mid: &str) -> Val
 }
 
 async fn fx_send(url: &str, p: &Value) -> (u16, String) {
-    let r = bounded(
-        http()
-            .post(url)
-            .header("Livepeer-Payment", p["payment"].as_str().unwrap())
-            .header("Livepeer-Segment", p["segCreds"].as_str().unwrap())
-            .send(),
-    )
-    .await
-    .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
-}
-
-async fn beat(h: &lpgw_devnet::DevnetHandle, body: Value) -> (u16, String) {
-    let r = bounded(
-        http()
-            .post(format!("{}/runners/heartbeat", h.runner_url()))
-            .header("Authorization", h.orch_secret().unwrap())
-            .json(&body)
-            .send(),
-    )
-    .await
-    .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    status_text(with_payment(http().post(url), p)).await
 }
 
 #[tokio::test]
@@ -392,29 +281,17 @@ async fn onchain_prices_and_fixed_price_sessions() {
     let h = devnet(priced()).await;
     let svc = h.orchestrator_url().to_string();
     let base = json!({"runner_id":"fx","runner_url":"http://127.0.0.1:9","app":"test/fixed"});
-    let (s, b) = beat(&h, base.clone()).await;
+    let (s, b) = heartbeat(&h, &base).await;
     assert_eq!((s, b.as_str()), (400, "price_info.price is required\n"));
     let mut bad = base.clone();
     bad["price_info"] = json!({"price": 1, "currency": "eur"});
-    let (s, b) = beat(&h, bad).await;
+    let (s, b) = heartbeat(&h, &bad).await;
     assert_eq!((s, b.as_str()), (400, "price_info.currency must be usd\n"));
     let mut ok = base.clone();
     ok["price_info"] = json!({"price": "0.001", "currency": "usd", "unit": "fixed"});
-    let (s, b) = beat(&h, ok).await;
+    let (s, b) = heartbeat(&h, &ok).await;
     assert_eq!(s, 200, "{b}");
-    let d: Value = bounded(http().get(format!("{svc}/discovery")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let fx = d[0]["runners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["app"] == "test/fixed")
-        .unwrap()
-        .clone();
+    let fx = runner_where(&discovery_json(&h).await, "app", "test/fixed");
     assert_eq!(
         fx["price_info"],
         json!({"price": 500_000_000_000u64, "currency": "wei", "unit": "fixed"})
@@ -424,15 +301,7 @@ async fn onchain_prices_and_fixed_price_sessions() {
     // A payment declaring another price is refused before reservation.
     let ch = fx_challenge(&h, &url).await;
     let mid = ch["manifest_id"].as_str().unwrap().to_string();
-    let mut info = OrchestratorInfo::decode(
-        base64::Engine::decode(
-            &base64::engine::general_purpose::STANDARD,
-            ch["payment_params"].as_str().unwrap(),
-        )
-        .unwrap()
-        .as_slice(),
-    )
-    .unwrap();
+    let mut info = decode_info(ch["payment_params"].as_str().unwrap());
     info.price_info.as_mut().unwrap().price_per_unit += 1;
     let p = fx_pay(&h, b64(&info), &mid).await;
     let (s, b) = fx_send(&url, &p).await;
@@ -461,17 +330,9 @@ async fn onchain_prices_and_fixed_price_sessions() {
         balance + 500_000_000_000 >= credit * 500_000_000_000,
         "{balance}"
     );
-    let r = bounded(
-        http()
-            .post(ch["payment_url"].as_str().unwrap())
-            .header("Livepeer-Payment", p["payment"].as_str().unwrap())
-            .header("Livepeer-Segment", p["segCreds"].as_str().unwrap())
-            .send(),
-    )
-    .await
-    .unwrap();
+    let (s, b) = fx_send(ch["payment_url"].as_str().unwrap(), &p).await;
     assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
+        (s, b.as_str()),
         (
             409,
             "fixed-price live runner sessions do not accept follow-up payments\n"
@@ -518,14 +379,7 @@ async fn live_only_orchestrator_with_a_priced_idle_scope_runner() {
     let (s, b) = start_lv2v(&h, r#"{"model_id":"noop"}"#, "", &offchain_seg(&info)).await;
     assert_eq!((s, b.as_str()), (503, "insufficient capacity\n"));
     // Discovery shows the Scope runner healthy, priced and idle.
-    let d: Value = get_json(format!("{}/discovery", h.orchestrator_url())).await;
-    let p = d[0]["runners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["mode"] == "persistent")
-        .unwrap()
-        .clone();
+    let p = runner_where(&discovery_json(&h).await, "mode", "persistent");
     assert_eq!(p["app"], "live-video-to-video/scope");
     assert_eq!(p["capacity_available"], 2);
     assert_eq!(p["capacity_used"], 0);

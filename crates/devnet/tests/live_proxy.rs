@@ -13,7 +13,7 @@ use axum::response::IntoResponse;
 use axum::routing::{any, get};
 use common::*;
 use futures::{SinkExt as _, StreamExt as _};
-use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig};
+use lpgw_devnet::DevnetHandle;
 use serde_json::{Value, json};
 
 async fn echo(
@@ -73,20 +73,14 @@ async fn upstream() -> String {
 }
 
 async fn setup(mode: &str) -> (DevnetHandle, String) {
-    let h = devnet(DevnetConfig {
-        live: LiveConfig {
-            scope: None,
-            ..LiveConfig::default()
-        },
-        ..plain()
-    })
-    .await;
+    let h = devnet(no_scope()).await;
     let url = upstream().await;
-    let r = bounded(http().post(format!("{}/runners/heartbeat", h.runner_url()))
-        .header("Authorization", h.orch_secret().unwrap())
-        .json(&json!({"runner_id":"r1","runner_url":url,"app":"test/echo","mode":mode,"capacity":1}))
-        .send()).await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    let (s, _) = heartbeat(
+        &h,
+        &json!({"runner_id":"r1","runner_url":url,"app":"test/echo","mode":mode,"capacity":1}),
+    )
+    .await;
+    assert_eq!(s, 200);
     (h, url)
 }
 
@@ -94,21 +88,16 @@ async fn setup(mode: &str) -> (DevnetHandle, String) {
 async fn persistent_proxy_headers_body_sse_websocket_and_callbacks() {
     let (h, _) = setup("persistent").await;
     let svc = h.orchestrator_url().to_string();
-    let r = bounded(http().post(format!("{svc}/apps/r1/session")).send())
-        .await
-        .unwrap();
-    let a: Value = r.json().await.unwrap();
+    let a = send_json(http().post(format!("{svc}/apps/r1/session"))).await;
     let sid = a["session_id"].as_str().unwrap().to_string();
     let app = a["app_url"].as_str().unwrap().to_string();
 
-    let r = bounded(
+    let r = send(
         http()
             .get(format!("{app}/v1/foo/bar?x=1&y=two"))
-            .header("Livepeer-Session-Token", "client-value-overwritten")
-            .send(),
+            .header("Livepeer-Session-Token", "client-value-overwritten"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["path"], "/base/v1/foo/bar");
@@ -122,19 +111,14 @@ async fn persistent_proxy_headers_body_sse_websocket_and_callbacks() {
     let token = v["token"].as_str().unwrap().to_string();
     assert_eq!(token.len(), 52);
 
-    let r = bounded(http().post(format!("{app}/echo")).body("hello").send())
-        .await
-        .unwrap();
-    let v: Value = r.json().await.unwrap();
+    let v = send_json(http().post(format!("{app}/echo")).body("hello")).await;
     assert_eq!(
         (v["method"].as_str(), v["body"].as_str()),
         (Some("POST"), Some("hello"))
     );
 
     // SSE passes through as a stream.
-    let r = bounded(http().get(format!("{app}/sse")).send())
-        .await
-        .unwrap();
+    let r = send(http().get(format!("{app}/sse"))).await;
     assert_eq!(r.headers()["content-type"], "text/event-stream");
     let mut body = r.bytes_stream();
     let mut text = String::new();
@@ -158,15 +142,13 @@ async fn persistent_proxy_headers_body_sse_websocket_and_callbacks() {
 
     // Runner callbacks with the injected token: channels, then runner stop.
     let base = format!("{}/runner/r1/session/{sid}", h.runner_url());
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{base}/channels"))
             .header("Livepeer-Session-Token", &token)
-            .json(&json!({"channels":[{"name":"foo/bar","mime_type":"video/MP2T"}]}))
-            .send(),
+            .json(&json!({"channels":[{"name":"foo/bar","mime_type":"video/MP2T"}]})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let v: Value = r.json().await.unwrap();
     let name = format!("{sid}-foo-bar");
@@ -177,70 +159,45 @@ async fn persistent_proxy_headers_body_sse_websocket_and_callbacks() {
         "mime_type":"video/MP2T"}]})
     );
     assert!(h.has_channel(&name));
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{base}/channels"))
             .header("Livepeer-Session-Token", &token)
-            .json(&json!({"channels":[]}))
-            .send(),
+            .json(&json!({"channels":[]})),
     )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (400, "channels is required\n")
-    );
-    let r = bounded(
+    .await;
+    assert_eq!((s, b.as_str()), (400, "channels is required\n"));
+    let r = send(
         http()
             .post(format!("{base}/proxy"))
             .header("Livepeer-Session-Token", &token)
-            .json(&json!({"target_url":"http://elsewhere:1/"}))
-            .send(),
+            .json(&json!({"target_url":"http://elsewhere:1/"})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 400);
-    let r = bounded(
+    let p = send_json(
         http()
             .post(format!("{base}/proxy"))
             .header("Livepeer-Session-Token", &token)
-            .json(&json!({}))
-            .send(),
+            .json(&json!({})),
     )
-    .await
-    .unwrap();
-    let p: Value = r.json().await.unwrap();
+    .await;
     let purl = p["url"].as_str().unwrap().to_string();
     assert_eq!(p["proxy_id"].as_str().unwrap().len(), 26);
-    let v: Value = bounded(http().get(format!("{purl}/via/proxy")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(format!("{purl}/via/proxy")).await;
     assert_eq!(v["path"], "/base/via/proxy");
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{base}/stop"))
-            .header("Livepeer-Session-Token", &token)
-            .send(),
+            .header("Livepeer-Session-Token", &token),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 204);
     assert!(!h.has_channel(&name), "release closes session channels");
-    let r = bounded(http().get(format!("{app}/x")).send())
-        .await
-        .unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (404, "runner session not found\n")
-    );
-    let r = bounded(http().get(&purl).send()).await.unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (404, "live runner proxy not found\n")
-    );
+    let (s, b) = status_text(http().get(format!("{app}/x"))).await;
+    assert_eq!((s, b.as_str()), (404, "runner session not found\n"));
+    let (s, b) = status_text(http().get(&purl)).await;
+    assert_eq!((s, b.as_str()), (404, "live runner proxy not found\n"));
     h.shutdown().await;
 }
 
@@ -248,32 +205,15 @@ async fn persistent_proxy_headers_body_sse_websocket_and_callbacks() {
 async fn single_shot_proxies_and_releases() {
     let (h, _) = setup("single-shot").await;
     let svc = h.orchestrator_url().to_string();
-    let r = bounded(http().post(format!("{svc}/apps/r1/session")).send())
-        .await
-        .unwrap();
+    let (s, b) = status_text(http().post(format!("{svc}/apps/r1/session"))).await;
     assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
+        (s, b.as_str()),
         (400, "only persistent runners have sessions\n")
     );
-    let d: Value = bounded(http().get(format!("{svc}/discovery")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = discovery_json(&h).await;
     assert_eq!(d[0]["runners"][0]["url"], format!("{svc}/apps/r1/app"));
     assert_eq!(d[0]["runners"][0]["mode"], "single-shot");
-    let v: Value = bounded(
-        http()
-            .put(format!("{svc}/apps/r1/app/do/it?q=1"))
-            .body("b")
-            .send(),
-    )
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    let v = send_json(http().put(format!("{svc}/apps/r1/app/do/it?q=1")).body("b")).await;
     assert_eq!(
         (
             v["method"].as_str(),
@@ -286,61 +226,39 @@ async fn single_shot_proxies_and_releases() {
     // Released after the response: capacity 1 serves the next request.
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(h.live_sessions("r1").is_empty());
-    let r = bounded(http().get(format!("{svc}/apps/r1/app/again")).send())
-        .await
-        .unwrap();
+    let r = send(http().get(format!("{svc}/apps/r1/app/again"))).await;
     assert_eq!(r.status().as_u16(), 200);
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn proxy_true_runner_gets_generated_app_url() {
-    let h = devnet(DevnetConfig {
-        live: LiveConfig {
-            scope: None,
-            ..LiveConfig::default()
-        },
-        ..plain()
-    })
-    .await;
+    let h = devnet(no_scope()).await;
     let url = upstream().await;
-    let r = bounded(
-        http()
-            .post(format!("{}/runners/heartbeat", h.runner_url()))
-            .header("Authorization", h.orch_secret().unwrap())
-            .json(&json!({"runner_id":"px","runner_url":url,"app":"test/px","proxy":true,"status":"ready"}))
-            .send(),
+    let (s, _) = heartbeat(
+        &h,
+        &json!({"runner_id":"px","runner_url":url,"app":"test/px","proxy":true,"status":"ready"}),
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    .await;
+    assert_eq!(s, 200);
     let a: Value = post_json(format!("{}/apps/px/session", h.orchestrator_url())).await;
     let app = a["app_url"].as_str().unwrap();
     let prefix = format!("{}/run/", h.orchestrator_url());
     assert!(app.starts_with(&prefix), "{app}");
     assert_eq!(app.len(), prefix.len() + 26);
     assert!(!app.contains(a["session_id"].as_str().unwrap()));
-    let v: Value = bounded(http().get(format!("{app}/hello")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = get_json(format!("{app}/hello")).await;
     assert_eq!(v["path"], "/base/hello");
     assert_eq!(v["sid"], a["session_id"]);
 
     // A runner that is not ready is hidden and cannot be reserved.
-    let r = bounded(
-        http()
-            .post(format!("{}/runners/heartbeat", h.runner_url()))
-            .header("Authorization", h.orch_secret().unwrap())
-            .json(&json!({"runner_id":"busy","runner_url":url,"app":"test/busy","status":"busy"}))
-            .send(),
+    let (s, _) = heartbeat(
+        &h,
+        &json!({"runner_id":"busy","runner_url":url,"app":"test/busy","status":"busy"}),
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let d: Value = get_json(format!("{}/discovery", h.orchestrator_url())).await;
+    .await;
+    assert_eq!(s, 200);
+    let d = discovery_json(&h).await;
     assert!(
         d[0]["runners"]
             .as_array()
@@ -348,13 +266,7 @@ async fn proxy_true_runner_gets_generated_app_url() {
             .iter()
             .all(|r| r["app"] != "test/busy")
     );
-    let r = bounded(
-        http()
-            .post(format!("{}/apps/busy/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().post(format!("{}/apps/busy/session", h.orchestrator_url()))).await;
     assert_eq!(r.status().as_u16(), 404);
     h.shutdown().await;
 }

@@ -7,29 +7,17 @@
 mod common;
 
 use std::path::Path;
-use std::time::Duration;
 
 use common::*;
-use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig, PriceConfig, ScopeRunnerConfig};
+use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig, ScopeRunnerConfig};
 use lpgw_testkit::python;
 use serde_json::{Value, json};
 
 async fn run(py: &Path, args: &[&str]) -> Value {
     let script = lpgw_testkit::interop_script("live_devnet.py");
     let mut cmd = tokio::process::Command::new(py);
-    cmd.arg(script).args(args).kill_on_drop(true);
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("python sdk finished in time")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "sdk printed no json ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    cmd.arg(script).args(args);
+    run_python_json(cmd).await
 }
 
 #[tokio::test]
@@ -129,15 +117,7 @@ async fn sdk_start_scope_offchain_persistent_and_serverless() {
 #[tokio::test]
 async fn sdk_start_scope_paid_through_signer() {
     let Some(py) = python() else { return };
-    let h = devnet(DevnetConfig {
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
-        ..plain()
-    })
-    .await;
+    let h = devnet(priced_with_signer()).await;
     let v = scope(&h, &py).await;
     let mid = v["job"]["manifest_id"].as_str().unwrap();
     assert!(h.balance(h.signer_address(), mid) > 0, "the job was paid");

@@ -8,34 +8,16 @@ use std::time::Duration;
 
 use common::*;
 use lpgw_devnet::{DevnetConfig, DevnetHandle, LiveConfig};
-use lpgw_trickle::client::SubscriberConfig;
-use lpgw_trickle::json::{JsonReader, JsonReaderConfig};
-use lpgw_trickle::wire::SeqRequest;
 use serde_json::{Value, json};
 
-fn no_scope() -> DevnetConfig {
-    DevnetConfig {
-        live: LiveConfig {
-            scope: None,
-            ..LiveConfig::default()
-        },
-        ..plain()
-    }
-}
-
-async fn post_json(url: &str, auth: Option<&str>, body: &Value) -> (u16, String) {
-    let mut r = http().post(url).json(body);
-    if let Some(a) = auth {
-        r = r.header("Authorization", a);
-    }
-    let r = bounded(r.send()).await.unwrap();
-    (r.status().as_u16(), bounded(r.text()).await.unwrap())
+async fn post_auth(url: &str, auth: &str, body: &Value) -> (u16, String) {
+    status_text(http().post(url).json(body).header("Authorization", auth)).await
 }
 
 async fn beat(h: &DevnetHandle, auth: &str, body: Value) -> (u16, String) {
-    post_json(
+    post_auth(
         &format!("{}/runners/heartbeat", h.runner_url()),
-        Some(auth),
+        auth,
         &body,
     )
     .await
@@ -99,11 +81,11 @@ async fn heartbeat_bootstrap_secret_and_follow_up() {
 
     // Unregister: wrong secret 401, right one 204, then 404 and the o2r channel is gone.
     let url = format!("{}/runners/r1/unregister", h.runner_url());
-    let (s, _) = post_json(&url, Some("bad"), &json!({})).await;
+    let (s, _) = post_auth(&url, "bad", &json!({})).await;
     assert_eq!(s, 401);
-    let (s, b) = post_json(&url, Some(&secret), &json!({})).await;
+    let (s, b) = post_auth(&url, &secret, &json!({})).await;
     assert_eq!((s, b.as_str()), (204, ""));
-    let (s, b) = post_json(&url, Some(&secret), &json!({})).await;
+    let (s, b) = post_auth(&url, &secret, &json!({})).await;
     assert_eq!((s, b.as_str()), (404, "runner not found\n"));
     assert!(!h.has_channel(name));
     h.shutdown().await;
@@ -136,15 +118,9 @@ async fn registration_disabled_and_unsupported() {
         ..plain()
     })
     .await;
-    let r = bounded(
-        http()
-            .get(format!("{}/discovery", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r.status().as_u16(), 404);
-    assert_eq!(r.text().await.unwrap(), "live runners are not supported\n");
+    let (s, b) = status_text(http().get(format!("{}/discovery", h.orchestrator_url()))).await;
+    assert_eq!(s, 404);
+    assert_eq!(b, "live runners are not supported\n");
     h.shutdown().await;
 }
 
@@ -177,27 +153,14 @@ async fn heartbeat_expires_after_ttl() {
 }
 
 async fn discovery(h: &DevnetHandle) -> Value {
-    let r = bounded(
-        http()
-            .get(format!("{}/discovery", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().get(format!("{}/discovery", h.orchestrator_url()))).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     serde_json::from_str(&r.text().await.unwrap()).unwrap()
 }
 
 async fn reserve(h: &DevnetHandle, rid: &str) -> (u16, String) {
-    let r = bounded(
-        http()
-            .post(format!("{}/apps/{rid}/session", h.orchestrator_url()))
-            .send(),
-    )
-    .await
-    .unwrap();
-    (r.status().as_u16(), r.text().await.unwrap())
+    status_text(http().post(format!("{}/apps/{rid}/session", h.orchestrator_url()))).await
 }
 
 #[tokio::test]
@@ -248,37 +211,15 @@ async fn discovery_reserve_capacity_stop_offchain() {
 
     // Stop is idempotent and frees capacity.
     for _ in 0..2 {
-        let r = bounded(
-            http()
-                .post(format!("{svc}/apps/r1/session/{sid}/stop"))
-                .send(),
-        )
-        .await
-        .unwrap();
+        let r = send(http().post(format!("{svc}/apps/r1/session/{sid}/stop"))).await;
         assert_eq!(r.status().as_u16(), 204);
     }
-    let r = bounded(
-        http()
-            .post(format!("{svc}/apps/nope/session/{sid}/stop"))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().post(format!("{svc}/apps/nope/session/{sid}/stop"))).await;
     assert_eq!(r.status().as_u16(), 404);
     assert_eq!(h.live_sessions("r1"), vec![sid2.clone()]);
 
     // o2r carried reserved, reserved, released, one message per segment.
-    let mut o2r = JsonReader::new(
-        &o2r_url,
-        JsonReaderConfig {
-            subscriber: SubscriberConfig {
-                start: SeqRequest::At(0),
-                ..SubscriberConfig::default()
-            },
-            ..JsonReaderConfig::default()
-        },
-    )
-    .unwrap();
+    let mut o2r = json_reader_from_start(&o2r_url);
     let mut events = Vec::new();
     while events.len() < 3 {
         let m = bounded(o2r.next()).await.unwrap().unwrap();
@@ -318,40 +259,31 @@ async fn runner_callbacks_channels_and_stop() {
         .to_string();
     let base = format!("{}/runner/r1/session/{sid}", h.runner_url());
     // Without the session token: 401.
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{base}/channels"))
             .header("Livepeer-Session-Token", "x")
-            .json(&json!({"channels":[{"name":"in"}]}))
-            .send(),
+            .json(&json!({"channels":[{"name":"in"}]})),
     )
-    .await
-    .unwrap();
-    assert_eq!(r.status().as_u16(), 401);
-    assert_eq!(r.text().await.unwrap(), "invalid authorization\n");
+    .await;
+    assert_eq!(s, 401);
+    assert_eq!(b, "invalid authorization\n");
     // The token arrives with proxied app requests; here it is read through the proxy test
     // runner elsewhere, so derive it from a proxied call instead: use the stop callback
     // contract (token required) via a wrong token, then release through the client stop.
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{base}/stop"))
-            .header("Livepeer-Session-Token", "x")
-            .send(),
+            .header("Livepeer-Session-Token", "x"),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 401);
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{}/runner/r1/session/nope/stop", h.runner_url()))
-            .header("Livepeer-Session-Token", "x")
-            .send(),
+            .header("Livepeer-Session-Token", "x"),
     )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (404, "runner session not found\n")
-    );
+    .await;
+    assert_eq!((s, b.as_str()), (404, "runner session not found\n"));
     h.shutdown().await;
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use lpgw_devnet::{DevnetConfig, LiveConfig};
 use lpgw_trickle::client::SubscriberConfig;
-use lpgw_trickle::json::{JsonReader, JsonReaderConfig, JsonWriter, JsonWriterConfig};
+use lpgw_trickle::json::{JsonReader, JsonWriter, JsonWriterConfig};
 use lpgw_trickle::wire::SeqRequest;
 use serde_json::{Value, json};
 
@@ -24,26 +24,34 @@ async fn next_of(events: &mut JsonReader, kind: &str) -> Value {
     }
 }
 
-/// Drives the control protocol against a started job.
-async fn drive(job: &Value) {
-    assert_eq!(job["publish_url"], "");
-    assert_eq!(job["subscribe_url"], "");
+/// `POST /scope` (serverless Scope) with empty params.
+async fn start_scope(h: &lpgw_devnet::DevnetHandle) -> reqwest::Response {
+    send(
+        http()
+            .post(format!("{}/scope", h.orchestrator_url()))
+            .json(&json!({"params":{}})),
+    )
+    .await
+}
+
+/// The job's control writer and its events reader (from the first event).
+fn job_channels(job: &Value) -> (JsonWriter, JsonReader) {
     let control = JsonWriter::new(
         job["control_url"].as_str().unwrap(),
         JsonWriterConfig::default(),
     )
     .unwrap();
-    let mut events = JsonReader::new(
-        job["events_url"].as_str().unwrap(),
-        JsonReaderConfig {
-            subscriber: SubscriberConfig {
-                start: SeqRequest::At(0),
-                ..SubscriberConfig::default()
-            },
-            ..JsonReaderConfig::default()
-        },
+    (
+        control,
+        json_reader_from_start(job["events_url"].as_str().unwrap()),
     )
-    .unwrap();
+}
+
+/// Drives the control protocol against a started job.
+async fn drive(job: &Value) {
+    assert_eq!(job["publish_url"], "");
+    assert_eq!(job["subscribe_url"], "");
+    let (control, mut events) = job_channels(job);
     control
         .send(&json!({"type":"ping","timestamp":1234,"request_id":"p1"}))
         .await
@@ -68,13 +76,7 @@ async fn drive(job: &Value) {
     assert!(i["url"].as_str().unwrap().contains("/ai/trickle/"));
     assert_ne!(i["url"], o["url"]);
     // The channels exist: a subscriber of `out` is accepted (no 404).
-    let probe = bounded(
-        http()
-            .get(format!("{}/next", o["url"].as_str().unwrap()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let probe = send(http().get(format!("{}/next", o["url"].as_str().unwrap()))).await;
     assert_ne!(probe.status().as_u16(), 404);
 
     control
@@ -100,12 +102,7 @@ async fn persistent_scope_runner_out_of_the_box() {
     let h = devnet(plain()).await;
     let route = h.scope_runner().expect("built-in scope runner");
     let svc = h.orchestrator_url().to_string();
-    let d: Value = bounded(http().get(format!("{svc}/discovery")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let d = discovery_json(&h).await;
     let runners = d[0]["runners"].as_array().unwrap();
     let persistent = runners.iter().find(|r| r["mode"] == "persistent").unwrap();
     assert_eq!(persistent["app"], "live-video-to-video/scope");
@@ -123,21 +120,14 @@ async fn persistent_scope_runner_out_of_the_box() {
             .starts_with("serverless")
     );
 
-    let a: Value = bounded(http().post(format!("{svc}/apps/{route}/session")).send())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let a = post_json(format!("{svc}/apps/{route}/session")).await;
     let sid = a["session_id"].as_str().unwrap().to_string();
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{}/scope", a["app_url"].as_str().unwrap()))
-            .json(&json!({"params":{}}))
-            .send(),
+            .json(&json!({"params":{}})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let job: Value = r.json().await.unwrap();
     assert_eq!(job["manifest_id"], sid.as_str());
@@ -146,13 +136,7 @@ async fn persistent_scope_runner_out_of_the_box() {
         format!("{svc}/ai/trickle/{sid}-control")
     );
     drive(&job).await;
-    let r = bounded(
-        http()
-            .post(format!("{}/stop", a["control_url"].as_str().unwrap()))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = send(http().post(format!("{}/stop", a["control_url"].as_str().unwrap()))).await;
     assert_eq!(r.status().as_u16(), 204);
     assert!(!h.has_channel(&format!("{sid}-control")));
     h.shutdown().await;
@@ -161,14 +145,7 @@ async fn persistent_scope_runner_out_of_the_box() {
 #[tokio::test]
 async fn serverless_scope_offchain() {
     let h = devnet(plain()).await;
-    let r = bounded(
-        http()
-            .post(format!("{}/scope", h.orchestrator_url()))
-            .json(&json!({"params":{}}))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = start_scope(&h).await;
     assert_eq!(r.status().as_u16(), 200);
     let job: Value = r.json().await.unwrap();
     let mid = job["manifest_id"].as_str().unwrap();
@@ -176,18 +153,13 @@ async fn serverless_scope_offchain() {
     assert!(h.has_channel(&format!("{mid}-control")) && h.has_channel(&format!("{mid}-events")));
     drive(&job).await;
     let big = "x".repeat((1 << 20) + 1);
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{}/scope", h.orchestrator_url()))
-            .body(big)
-            .send(),
+            .body(big),
     )
-    .await
-    .unwrap();
-    assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
-        (400, "http: request body too large\n")
-    );
+    .await;
+    assert_eq!((s, b.as_str()), (400, "http: request body too large\n"));
     h.shutdown().await;
 }
 
@@ -203,14 +175,7 @@ async fn live_only_orchestrator_rejects_lv2v_but_serves_scope() {
     .await;
     let (s, b) = start_lv2v(&h, r#"{"model_id":"scope"}"#, "", "").await;
     assert_eq!((s, b.as_str()), (503, "insufficient capacity\n"));
-    let d: Value = get_json(format!("{}/discovery", h.orchestrator_url())).await;
-    let p = d[0]["runners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["mode"] == "persistent")
-        .unwrap()
-        .clone();
+    let p = runner_where(&discovery_json(&h).await, "mode", "persistent");
     assert_eq!(
         (
             p["capacity_available"].as_u64(),
@@ -223,16 +188,14 @@ async fn live_only_orchestrator_rejects_lv2v_but_serves_scope() {
     h.faults().set_live_stale_session(true);
     let route = h.scope_runner().unwrap();
     let a: Value = post_json(format!("{}/apps/{route}/session", h.orchestrator_url())).await;
-    let r = bounded(
+    let (s, b) = status_text(
         http()
             .post(format!("{}/scope", a["app_url"].as_str().unwrap()))
-            .json(&json!({}))
-            .send(),
+            .json(&json!({})),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
-        (r.status().as_u16(), r.text().await.unwrap().as_str()),
+        (s, b.as_str()),
         (409, "runner already has an active session\n")
     );
     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -294,31 +257,9 @@ async fn publish_video(url: &str) {
 #[tokio::test]
 async fn scope_stream_carries_video_through_the_effect() {
     let h = devnet(plain()).await;
-    let r = bounded(
-        http()
-            .post(format!("{}/scope", h.orchestrator_url()))
-            .json(&json!({"params":{}}))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = start_scope(&h).await;
     let job: Value = r.json().await.unwrap();
-    let control = JsonWriter::new(
-        job["control_url"].as_str().unwrap(),
-        JsonWriterConfig::default(),
-    )
-    .unwrap();
-    let mut events = JsonReader::new(
-        job["events_url"].as_str().unwrap(),
-        JsonReaderConfig {
-            subscriber: SubscriberConfig {
-                start: SeqRequest::At(0),
-                ..SubscriberConfig::default()
-            },
-            ..JsonReaderConfig::default()
-        },
-    )
-    .unwrap();
+    let (control, mut events) = job_channels(&job);
     control
         .send(&json!({"type":"start_stream","request_id":"s","params":{"prompt":"neon"}}))
         .await

@@ -14,15 +14,6 @@ use lpgw_trickle::client::{Publisher, PublisherConfig, Subscriber, SubscriberCon
 use lpgw_trickle::json::{JsonReader, JsonReaderConfig};
 use lpgw_trickle::wire::SeqRequest;
 
-async fn wait_until(mut cond: impl FnMut() -> bool) {
-    bounded(async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn start_passthrough_events_and_teardown() {
     let h = devnet(DevnetConfig {

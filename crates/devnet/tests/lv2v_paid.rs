@@ -6,40 +6,27 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use lpgw_devnet::{DevnetConfig, PriceConfig};
+use lpgw_devnet::DevnetConfig;
 use lpgw_proto::PaymentResult;
 use prost::Message as _;
 use serde_json::json;
 
 const PX_PER_SEC: u128 = 1280 * 720 * 30;
 
-fn priced() -> DevnetConfig {
-    DevnetConfig {
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
-        ..plain()
-    }
-}
-
 async fn payment_post(h: &lpgw_devnet::DevnetHandle, payment: &str, seg: &str) -> (u16, Vec<u8>) {
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{}/payment", h.orchestrator_url()))
             .header("Livepeer-Payment", payment)
-            .header("Livepeer-Segment", seg)
-            .send(),
+            .header("Livepeer-Segment", seg),
     )
-    .await
-    .unwrap();
+    .await;
     (r.status().as_u16(), r.bytes().await.unwrap().to_vec())
 }
 
 #[tokio::test]
 async fn paid_start_then_payment_credits_balance() {
-    let h = devnet(priced()).await;
+    let h = devnet(priced_with_signer()).await;
     let info = paid_info(&h, "noop").await;
     let first = generate(
         &h,
@@ -109,14 +96,12 @@ async fn paid_start_then_payment_credits_balance() {
     );
 
     // The pinned price makes the session refreshable.
-    let r = bounded(
+    let r = send(
         http()
             .post(format!("{}/refresh-payment", h.orchestrator_url()))
-            .json(&json!({ "sender": h.signer_address(), "manifest_id": mid }))
-            .send(),
+            .json(&json!({ "sender": h.signer_address(), "manifest_id": mid })),
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(r.status().as_u16(), 200);
     let ch: serde_json::Value = r.json().await.unwrap();
     assert_eq!(ch["manifest_id"], mid.as_str());
@@ -140,7 +125,7 @@ async fn unpaid_session_is_released_by_the_meter() {
     let h = devnet(DevnetConfig {
         ticket_ev: Some(PX_PER_SEC),
         payment_interval: Duration::from_millis(100),
-        ..priced()
+        ..priced_with_signer()
     })
     .await;
     let info = paid_info(&h, "noop").await;
@@ -192,7 +177,7 @@ async fn unpaid_session_is_released_by_the_meter() {
 
 #[tokio::test]
 async fn offchain_style_start_against_priced_orchestrator_is_refused() {
-    let h = devnet(priced()).await;
+    let h = devnet(priced_with_signer()).await;
     let info = paid_info(&h, "noop").await;
     // Seg creds without the payer's signature fail the onchain check.
     let (status, text) = start_lv2v(&h, r#"{"model_id":"noop"}"#, "", &offchain_seg(&info)).await;

@@ -9,10 +9,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use common::*;
-use lpgw_devnet::{DevnetConfig, DevnetHandle, PriceConfig};
+use lpgw_devnet::{DevnetConfig, DevnetHandle};
 use lpgw_testkit::python;
 use serde_json::Value;
 
@@ -26,23 +25,11 @@ async fn run_sdk(py: &Path, h: &DevnetHandle, model: &str) -> Value {
         .arg("--orch")
         .arg(h.orchestrator_url())
         .arg("--model")
-        .arg(model)
-        .kill_on_drop(true);
+        .arg(model);
     if let Some(s) = h.signer_url() {
         cmd.arg("--signer").arg(s);
     }
-    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
-        .await
-        .expect("python sdk finished in time")
-        .expect("python runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| {
-        panic!(
-            "sdk printed no json ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    })
+    run_python_json(cmd).await
 }
 
 #[tokio::test]
@@ -74,12 +61,7 @@ async fn python_sdk_paid_start_through_signer() {
     let Some(py) = python() else { return };
     let h = devnet(DevnetConfig {
         tls: true,
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
-        ..plain()
+        ..priced_with_signer()
     })
     .await;
     let v = run_sdk(&py, &h, "streamdiffusion").await;

@@ -8,30 +8,10 @@ use common::*;
 use lpgw_devnet::{DevnetConfig, PriceConfig};
 use serde_json::json;
 
-fn priced() -> DevnetConfig {
-    DevnetConfig {
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
-        ..plain()
-    }
-}
-
 #[tokio::test]
 async fn sign_orchestrator_info_shape() {
-    let h = devnet(priced()).await;
-    let r = bounded(
-        http()
-            .post(format!(
-                "{}/sign-orchestrator-info",
-                h.signer_url().unwrap()
-            ))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let h = devnet(priced_with_signer()).await;
+    let r = sign_info_response(&h).await;
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.headers()["content-type"], "application/json");
     let v: serde_json::Value = r.json().await.unwrap();
@@ -45,7 +25,7 @@ async fn sign_orchestrator_info_shape() {
 
 #[tokio::test]
 async fn validation_errors_are_400() {
-    let h = devnet(priced()).await;
+    let h = devnet(priced_with_signer()).await;
     let info = paid_info(&h, "noop").await;
     let cases = [
         (json!({}), "missing orchestrator"),
@@ -99,7 +79,7 @@ async fn validation_errors_are_400() {
 
 #[tokio::test]
 async fn state_checks_job_type_and_orchestrator() {
-    let h = devnet(priced()).await;
+    let h = devnet(priced_with_signer()).await;
     let info = paid_info(&h, "noop").await;
     let first = generate(&h, json!({ "orchestrator": b64(&info), "type": "lv2v" })).await;
     assert_eq!(first.status, 200);
@@ -131,7 +111,7 @@ async fn state_checks_job_type_and_orchestrator() {
 async fn refresh_480_when_auth_token_is_in_its_last_tenth() {
     let h = devnet(DevnetConfig {
         auth_token_ttl: Duration::from_secs(60),
-        ..priced()
+        ..priced_with_signer()
     })
     .await;
     let info = paid_info(&h, "noop").await;
@@ -143,7 +123,7 @@ async fn refresh_480_when_auth_token_is_in_its_last_tenth() {
 
 #[tokio::test]
 async fn price_ceiling_481_and_doubling_481() {
-    let h = devnet(priced()).await;
+    let h = devnet(priced_with_signer()).await;
     let info = paid_info(&h, "noop").await;
     // The `lv2v` ceiling is per pixel, compared as is with the price (1 wei per pixel):
     // 0.5 is below it, the discovery price padded by 1.2 % is above.
@@ -184,7 +164,7 @@ async fn no_tickets_482_when_balance_covers_the_fee() {
     // One ticket is worth 100 s; the first call bills 60 s, leaving credit for 40 s.
     let h = devnet(DevnetConfig {
         ticket_ev: Some(100 * 27_648_000),
-        ..priced()
+        ..priced_with_signer()
     })
     .await;
     let info = paid_info(&h, "noop").await;
@@ -206,7 +186,7 @@ async fn no_tickets_482_when_balance_covers_the_fee() {
 
 #[tokio::test]
 async fn scripted_signer_faults_then_recovery() {
-    let h = devnet(priced()).await;
+    let h = devnet(priced_with_signer()).await;
     let info = paid_info(&h, "noop").await;
     h.faults().push_signer_answers(&[500, 480]);
     let body = json!({ "orchestrator": b64(&info), "type": "lv2v" });
@@ -224,13 +204,13 @@ async fn scripted_signer_faults_then_recovery() {
 async fn discovery_filters_by_capability() {
     let h = devnet(DevnetConfig {
         discovery_extra: vec!["https://127.0.0.1:1".into()],
-        ..priced()
+        ..priced_with_signer()
     })
     .await;
     let get = |q: &'static str| {
         let url = format!("{}/discover-orchestrators{q}", h.signer_url().unwrap());
         async move {
-            let r = bounded(http().get(url).send()).await.unwrap();
+            let r = send(http().get(url)).await;
             assert_eq!(r.status().as_u16(), 200);
             r.json::<serde_json::Value>().await.unwrap()
         }

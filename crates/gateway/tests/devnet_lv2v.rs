@@ -5,9 +5,9 @@ mod common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::within;
+use common::{start_noop, within};
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, Faults, PriceConfig};
-use lpgw_gateway::{Error, Gateway, RejectReason, Settings, StartRequest};
+use lpgw_gateway::{Error, Gateway, Lv2vJob, RejectReason, Settings, StartRequest};
 use lpgw_trickle::client::{Publisher, PublisherConfig};
 
 async fn devnet(cfg: DevnetConfig) -> DevnetHandle {
@@ -50,14 +50,26 @@ fn only_reason(err: &Error) -> &RejectReason {
     &err.rejections()[0].reason
 }
 
+/// Feeds TS packets to the job's input until it has made `paid` payments (20 s at most).
+async fn feed_until_paid(job: &Lv2vJob, input: &mut Publisher, paid: u64) {
+    within(20, async {
+        while job.payment_stats().paid < paid {
+            input
+                .write_segment(Bytes::from_static(&[0x47; 188]))
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn offchain_over_tls_with_trust_on_first_use() {
     let d = devnet(DevnetConfig::default()).await;
     assert!(d.orchestrator_url().starts_with("https://"));
     let gw = gateway(&d);
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gw).await.unwrap();
     let mid = job.manifest_id().to_owned();
     assert_eq!(d.active_sessions(), 1);
     assert!(d.has_channel(&mid));
@@ -79,9 +91,7 @@ async fn offchain_job_gets_runner_events() {
     })
     .await;
     let gw = gateway(&d);
-    let mut job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let mut job = start_noop(&gw).await.unwrap();
     let mut events = job.take_events().unwrap();
     let ev = within(10, events.recv()).await.expect("an event");
     let body = ev.get("event").unwrap_or(&ev);
@@ -94,9 +104,7 @@ async fn offchain_job_gets_runner_events() {
 async fn onchain_job_is_paid_through_the_signer() {
     let d = devnet(priced()).await;
     let gw = gateway(&d);
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gw).await.unwrap();
     let mid = job.manifest_id().to_owned();
     assert!(
         d.balance(d.signer_address(), &mid) > 0,
@@ -113,16 +121,7 @@ async fn onchain_job_is_paid_through_the_signer() {
         PublisherConfig::default(),
     )
     .unwrap();
-    within(20, async {
-        while job.payment_stats().paid < 3 {
-            input
-                .write_segment(Bytes::from_static(&[0x47; 188]))
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    feed_until_paid(&job, &mut input, 3).await;
     assert!(
         job.payment_stats().value_wei > opening.value_wei,
         "every accepted payment adds its value"
@@ -137,9 +136,7 @@ async fn signer_answers_become_rejections() {
     for (status, want) in [(481u16, "price"), (482, "482"), (500, "500")] {
         let d = devnet(priced()).await;
         d.faults().push_signer_answers(&[status]);
-        let err = within(10, gateway(&d).start_lv2v(&StartRequest::new("noop")))
-            .await
-            .unwrap_err();
+        let err = start_noop(&gateway(&d)).await.unwrap_err();
         let reason = only_reason(&err).to_string();
         assert!(reason.contains(want), "status {status}: {reason}");
         assert_eq!(d.active_sessions(), 0);
@@ -151,9 +148,7 @@ async fn signer_answers_become_rejections() {
 async fn signer_480_refreshes_and_the_job_starts() {
     let d = devnet(priced()).await;
     d.faults().push_signer_answers(&[480]);
-    let job = within(10, gateway(&d).start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gateway(&d)).await.unwrap();
     assert_eq!(job.payment_stats().refreshes, 1);
     assert_eq!(d.active_sessions(), 1);
     within(15, job.close()).await;
@@ -169,9 +164,7 @@ async fn devnet_faults_become_rejections() {
         garbage_grpc: true,
         ..Faults::default()
     });
-    let err = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap_err();
+    let err = start_noop(&gw).await.unwrap_err();
     assert!(
         matches!(only_reason(&err), RejectReason::InvalidResponse(_)),
         "{err}"
@@ -181,9 +174,7 @@ async fn devnet_faults_become_rejections() {
         refuse_rate: 1.0,
         ..Faults::default()
     });
-    let err = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap_err();
+    let err = start_noop(&gw).await.unwrap_err();
     assert_eq!(
         only_reason(&err),
         &RejectReason::InsufficientCapacity,
@@ -194,9 +185,7 @@ async fn devnet_faults_become_rejections() {
         latency: Duration::from_secs(4),
         ..Faults::default()
     });
-    let err = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap_err();
+    let err = start_noop(&gw).await.unwrap_err();
     assert!(
         matches!(only_reason(&err), RejectReason::Timeout(_)),
         "{err}"
@@ -204,9 +193,7 @@ async fn devnet_faults_become_rejections() {
 
     d.faults().set(Faults::default());
     d.faults().set_capacity(Some(0));
-    let err = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap_err();
+    let err = start_noop(&gw).await.unwrap_err();
     assert!(
         matches!(only_reason(&err), RejectReason::Rpc { message, .. } if message.contains("OrchestratorCapped")),
         "{err}"
@@ -228,9 +215,7 @@ async fn expired_auth_token_is_rejected_before_start() {
         ..plain()
     })
     .await;
-    let err = within(10, gateway(&d).start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap_err();
+    let err = start_noop(&gateway(&d)).await.unwrap_err();
     assert_eq!(only_reason(&err), &RejectReason::AuthTokenExpired, "{err}");
     assert_eq!(d.active_sessions(), 0);
     d.shutdown().await;
@@ -245,9 +230,7 @@ async fn onchain_over_tls_pays_keeps_control_and_streams_events() {
     })
     .await;
     assert!(d.orchestrator_url().starts_with("https://"));
-    let mut job = within(10, gateway(&d).start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let mut job = start_noop(&gateway(&d)).await.unwrap();
     let mut events = job.take_events().unwrap();
     within(10, events.recv()).await.expect("an event over TLS");
     job.send_control(&serde_json::json!({"prompt": "x"}))
@@ -259,16 +242,7 @@ async fn onchain_over_tls_pays_keeps_control_and_streams_events() {
         ..PublisherConfig::default()
     };
     let mut input = Publisher::new(&job.urls().publish_url, "video/MP2T", config).unwrap();
-    within(20, async {
-        while job.payment_stats().paid < 2 {
-            input
-                .write_segment(Bytes::from_static(&[0x47; 188]))
-                .await
-                .unwrap();
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    })
-    .await;
+    feed_until_paid(&job, &mut input, 2).await;
     let mid = job.manifest_id().to_owned();
     within(15, job.close()).await;
     assert!(!d.has_channel(&format!("{mid}-control")));

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, LiveConfig, PriceConfig};
 use lpgw_gateway::{
-    Error, Fallback, FundingEnd, RejectReason, Route, RunnerFilter, RunnerMode, RunnerPriceCeiling,
-    Settings, StartRequest, StartedJob,
+    Error, Fallback, FundingEnd, RejectReason, Route, RunnerFilter, RunnerMode, RunnerOffer,
+    RunnerPriceCeiling, Settings, StartRequest, StartedJob,
 };
 use serde_json::json;
 
@@ -18,8 +18,9 @@ async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
         .expect("test step timed out")
 }
 
-async fn live_only_devnet() -> DevnetHandle {
-    let cfg = DevnetConfig {
+/// Priced devnet with a signer whose orchestrator runs only live runners.
+fn live_only_config() -> DevnetConfig {
+    DevnetConfig {
         price: Some(PriceConfig {
             per_unit: 1,
             pixels_per_unit: 1,
@@ -31,8 +32,29 @@ async fn live_only_devnet() -> DevnetHandle {
             ..LiveConfig::default()
         },
         ..DevnetConfig::default()
-    };
-    Devnet::start(cfg).await.expect("devnet starts")
+    }
+}
+
+/// Discovers Scope runners and returns the persistent one.
+async fn persistent_scope_offer(gw: &lpgw_gateway::Gateway) -> RunnerOffer {
+    let found = within(
+        20,
+        gw.discover_runners(&RunnerFilter::app("live-video-to-video/scope")),
+    )
+    .await
+    .unwrap();
+    found
+        .offers
+        .iter()
+        .find(|o| o.mode == RunnerMode::Persistent)
+        .expect("a persistent scope runner")
+        .clone()
+}
+
+async fn live_only_devnet() -> DevnetHandle {
+    Devnet::start(live_only_config())
+        .await
+        .expect("devnet starts")
 }
 
 /// No AI-worker capacity: go-livepeer refuses GetOrchestrator with `OrchestratorCapped`
@@ -78,17 +100,7 @@ async fn legacy_is_refused_but_the_live_runner_path_is_admitted() {
     assert!(err.rejections().iter().any(no_capacity), "{err}");
 
     // Discovery shows the runner priced and idle.
-    let found = within(
-        20,
-        gw.discover_runners(&RunnerFilter::app("live-video-to-video/scope")),
-    )
-    .await
-    .unwrap();
-    let persistent = found
-        .offers
-        .iter()
-        .find(|o| o.mode == RunnerMode::Persistent)
-        .expect("a persistent scope runner");
+    let persistent = persistent_scope_offer(&gw).await;
     assert!(persistent.capacity_available > 0);
     assert_eq!(persistent.price.unwrap().wei, 277_777_777_777);
 
@@ -213,18 +225,7 @@ async fn stale_session_runner_is_paid_once_then_cooled_down() {
 
 async fn reserve_scope(d: &DevnetHandle) -> (lpgw_gateway::Gateway, lpgw_gateway::RunnerSession) {
     let gw = lpgw_gateway::Gateway::new(settings(d, Fallback::none())).unwrap();
-    let found = within(
-        20,
-        gw.discover_runners(&RunnerFilter::app("live-video-to-video/scope")),
-    )
-    .await
-    .unwrap();
-    let offer = found
-        .offers
-        .iter()
-        .find(|o| o.mode == RunnerMode::Persistent)
-        .unwrap()
-        .clone();
+    let offer = persistent_scope_offer(&gw).await;
     let session = within(20, gw.reserve_session(&offer)).await.unwrap();
     (gw, session)
 }
@@ -302,23 +303,11 @@ async fn a_full_runner_is_refused_with_503() {
 #[tokio::test]
 async fn serverless_scope_is_the_fallback_when_no_live_runner_is_left() {
     // Paid: the gateway caps the signer at the serverless runner's per-pixel discovery price.
-    let cfg = DevnetConfig {
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
-        payment_interval: Duration::from_millis(500),
-        live: LiveConfig {
-            live_only: true,
-            scope: Some(lpgw_devnet::ScopeRunnerConfig {
-                persistent: false,
-                ..lpgw_devnet::ScopeRunnerConfig::default()
-            }),
-            ..LiveConfig::default()
-        },
-        ..DevnetConfig::default()
-    };
+    let mut cfg = live_only_config();
+    cfg.live.scope = Some(lpgw_devnet::ScopeRunnerConfig {
+        persistent: false,
+        ..lpgw_devnet::ScopeRunnerConfig::default()
+    });
     let d = Devnet::start(cfg).await.unwrap();
     let gw = lpgw_gateway::Gateway::new(settings(
         &d,

@@ -16,11 +16,11 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
-use common::{lock, signer, within};
+use common::{Signer, lock, signer, within};
 use lpgw_gateway::proto::{OrchestratorInfo, PaymentResult, PriceInfo, TicketParams};
 use lpgw_gateway::{
-    Error, Fallback, FundingEnd, Gateway, RejectReason, RunnerFilter, RunnerPriceCeiling, Settings,
-    StartRequest,
+    Error, Fallback, FundingEnd, Gateway, RejectReason, RunnerFilter, RunnerPriceCeiling,
+    RunnerSession, Settings, StartRequest,
 };
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -250,14 +250,23 @@ async fn offer(gw: &Gateway) -> lpgw_gateway::RunnerOffer {
     found.offers[0].clone()
 }
 
+/// A signer and a gateway paying through it to `f`.
+async fn paid_gateway(f: &Fixture) -> (Signer, Gateway) {
+    let s = signer().await;
+    let gw = Gateway::new(settings(f, Some(&s.url))).unwrap();
+    (s, gw)
+}
+
+/// Reserves a session on the first runner `gw` discovers.
+async fn reserve_first(gw: &Gateway) -> Result<RunnerSession, Error> {
+    within(10, gw.reserve_session(&offer(gw).await)).await
+}
+
 #[tokio::test]
 async fn reservation_pays_the_challenge_with_typed_capped_max_price() {
     let f = live_orch().await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
-    let session = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap();
+    let (s, gw) = paid_gateway(&f).await;
+    let session = reserve_first(&gw).await.unwrap();
     assert_eq!(session.session_id(), "00000000");
     assert!(session.control_url().ends_with("/apps/r1/session/00000000"));
     let req = lock(&s.state.requests)[0].clone();
@@ -288,12 +297,9 @@ async fn reservation_pays_the_challenge_with_typed_capped_max_price() {
 #[tokio::test]
 async fn signer_480_on_reservation_takes_a_fresh_challenge() {
     let f = live_orch().await;
-    let s = signer().await;
+    let (s, gw) = paid_gateway(&f).await;
     lock(&s.state.script).push_back(480);
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
-    let session = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap();
+    let session = reserve_first(&gw).await.unwrap();
     assert_eq!(f.state.challenges.load(Ordering::SeqCst), 2);
     assert_eq!(f.state.reservations.load(Ordering::SeqCst), 1);
     assert_eq!(session.session_id(), "00000001");
@@ -303,11 +309,8 @@ async fn signer_480_on_reservation_takes_a_fresh_challenge() {
 #[tokio::test]
 async fn signer_480_mid_session_refreshes_payment_params() {
     let f = live_orch().await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
-    let session = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap();
+    let (s, gw) = paid_gateway(&f).await;
+    let session = reserve_first(&gw).await.unwrap();
     lock(&s.state.script).push_back(480);
     let t0 = std::time::Instant::now();
     while session.payment_stats().refreshes < 1 || session.payment_stats().paid < 2 {
@@ -326,11 +329,8 @@ async fn signer_480_mid_session_refreshes_payment_params() {
 #[tokio::test]
 async fn a_session_that_disappears_is_noticed_as_released() {
     let f = live_orch().await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
-    let session = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap();
+    let (_s, gw) = paid_gateway(&f).await;
+    let session = reserve_first(&gw).await.unwrap();
     // The runner expired: the orchestrator forgot the session.
     lock(&f.state.gone).insert(session.session_id().to_owned());
     within(5, session.ended()).await;
@@ -344,15 +344,10 @@ async fn a_failed_stop_is_retried() {
     f.state.stop_failures.store(2, Ordering::SeqCst);
     // Without a signer a challenge cannot be answered.
     let gw = Gateway::new(settings(&f, None)).unwrap();
-    let err = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap_err();
+    let err = reserve_first(&gw).await.unwrap_err();
     assert_eq!(err.rejections()[0].reason, RejectReason::PaymentRequired);
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
-    let session = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap();
+    let (_s, gw) = paid_gateway(&f).await;
+    let session = reserve_first(&gw).await.unwrap();
     within(10, session.close()).await;
     assert_eq!(f.state.stops.load(Ordering::SeqCst), 3);
 }
@@ -360,8 +355,7 @@ async fn a_failed_stop_is_retried() {
 #[tokio::test]
 async fn paid_app_failure_stops_at_once_and_is_never_paid_again() {
     let f = live_orch().await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
+    let (s, gw) = paid_gateway(&f).await;
     let req = StartRequest::new("scope");
     // Run the start on another task: the future must be Send (HTTP handlers need it).
     let g = gw.clone();
@@ -402,9 +396,7 @@ async fn a_challenge_above_the_ceiling_is_never_paid() {
         ..RunnerPriceCeiling::default()
     };
     let gw = Gateway::new(set).unwrap();
-    let err = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap_err();
+    let err = reserve_first(&gw).await.unwrap_err();
     assert!(
         matches!(&err.rejections()[0].reason, RejectReason::OverRunnerCeiling(t) if t.contains("1000 wei/seconds") && t.contains("100 wei/seconds")),
         "{err}"
@@ -416,8 +408,7 @@ async fn a_challenge_above_the_ceiling_is_never_paid() {
 async fn a_paid_reservation_refused_is_not_paid_again() {
     let f = live_orch().await;
     *lock(&f.state.full) = true;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
+    let (s, gw) = paid_gateway(&f).await;
     let offer = offer(&gw).await;
     // The orchestrator took the payment headers and answered 503.
     let err = within(10, gw.reserve_session(&offer)).await.unwrap_err();
@@ -439,11 +430,8 @@ async fn a_paid_reservation_refused_is_not_paid_again() {
 async fn a_full_runner_is_a_rejection() {
     let f = live_orch().await;
     *lock(&f.state.full) = true;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
-    let err = within(10, gw.reserve_session(&offer(&gw).await))
-        .await
-        .unwrap_err();
+    let (_s, gw) = paid_gateway(&f).await;
+    let err = reserve_first(&gw).await.unwrap_err();
     assert_eq!(err.rejections()[0].reason, RejectReason::RunnerFull);
 }
 
@@ -504,9 +492,8 @@ async fn hostile_discovery_is_survived() {
 #[tokio::test]
 async fn challenge_retries_are_bounded_and_481_is_final() {
     let f = live_orch().await;
-    let s = signer().await;
+    let (s, gw) = paid_gateway(&f).await;
     lock(&s.state.script).extend([480; 50]);
-    let gw = Gateway::new(settings(&f, Some(&s.url))).unwrap();
     let offer = offer(&gw).await;
     let err = within(10, gw.reserve_session(&offer)).await.unwrap_err();
     // The first challenge and three fresh ones, then give up.

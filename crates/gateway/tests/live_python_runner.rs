@@ -7,17 +7,18 @@
 //! default cache path. Without it this test says so and passes, unless
 //! `LPGW_REQUIRE_INTEROP=1`, in which case a missing venv is a failure.
 
+use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use lpgw_devnet::{Devnet, DevnetConfig, PriceConfig};
+use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, PriceConfig};
 use lpgw_gateway::{
-    Fallback, FundingEnd, Gateway, RunnerFilter, RunnerMode, RunnerRequest, Settings,
+    Fallback, FundingEnd, Gateway, RunnerFilter, RunnerMode, RunnerOffer, RunnerRequest, Settings,
 };
 use lpgw_testkit::python;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt as _, BufReader, Lines};
-use tokio::process::ChildStdout;
+use tokio::process::{Child, ChildStdout};
 
 const APP: &str = "live-video-to-video/echo";
 
@@ -30,10 +31,9 @@ async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, what: &str) -> Val
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
 }
 
-#[tokio::test]
-async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
-    let Some(py) = python() else { return };
-    let d = Devnet::start(DevnetConfig {
+/// devnet with a 1 wei/pixel price and its signer, as both tests need.
+async fn priced_devnet() -> DevnetHandle {
+    Devnet::start(DevnetConfig {
         price: Some(PriceConfig {
             per_unit: 1,
             pixels_per_unit: 1,
@@ -42,9 +42,13 @@ async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
         ..DevnetConfig::default()
     })
     .await
-    .unwrap();
+    .unwrap()
+}
+
+/// Starts the SDK runner peer against `d`, with piped stdin (closing it stops the peer).
+fn spawn_runner(py: &Path, d: &DevnetHandle) -> Child {
     let script = lpgw_testkit::interop_script("live_runner_peer.py");
-    let mut child = tokio::process::Command::new(py)
+    tokio::process::Command::new(py)
         .arg(script)
         .arg(d.runner_url())
         .arg(d.orch_secret().unwrap())
@@ -54,18 +58,22 @@ async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("python starts");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let registered = next_line(&mut lines, "registration").await;
-    let runner_id = registered["registered"].as_str().unwrap().to_owned();
+        .expect("python starts")
+}
 
+/// Gateway settings for `d`'s orchestrator and signer, with no fallback route.
+fn settings(d: &DevnetHandle) -> Settings {
     let mut s = Settings {
         orchestrators: vec![d.orchestrator_url().to_owned()],
         signer_url: d.signer_url().map(str::to_owned),
         ..Settings::default()
     };
     s.live.fallback = Fallback::none();
-    let gw = Gateway::new(s).unwrap();
+    s
+}
+
+/// Discovers `APP` runners and returns the offer of the runner registered as `runner_id`.
+async fn discover_runner(gw: &Gateway, runner_id: &str) -> RunnerOffer {
     let found = tokio::time::timeout(
         Duration::from_secs(20),
         gw.discover_runners(&RunnerFilter::app(APP)),
@@ -73,12 +81,25 @@ async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
     .await
     .unwrap()
     .unwrap();
-    let offer = found
+    found
         .offers
         .iter()
-        .find(|o| o.url.contains(&runner_id))
+        .find(|o| o.url.contains(runner_id))
         .expect("the python runner is discovered")
-        .clone();
+        .clone()
+}
+
+#[tokio::test]
+async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
+    let Some(py) = python() else { return };
+    let d = priced_devnet().await;
+    let mut child = spawn_runner(&py, &d);
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let registered = next_line(&mut lines, "registration").await;
+    let runner_id = registered["registered"].as_str().unwrap().to_owned();
+
+    let gw = Gateway::new(settings(&d)).unwrap();
+    let offer = discover_runner(&gw, &runner_id).await;
     assert_eq!(offer.mode, RunnerMode::Persistent);
     // 1 USD/hour at 2000 USD/ETH.
     assert_eq!(offer.price.unwrap().wei, 138_888_888_888);
@@ -134,54 +155,17 @@ async fn python_sdk_runner_is_reserved_paid_and_used_by_our_gateway() {
 #[tokio::test]
 async fn a_python_runner_going_away_releases_the_session_and_the_gateway_notices() {
     let Some(py) = python() else { return };
-    let d = Devnet::start(DevnetConfig {
-        price: Some(PriceConfig {
-            per_unit: 1,
-            pixels_per_unit: 1,
-        }),
-        signer: true,
-        ..DevnetConfig::default()
-    })
-    .await
-    .unwrap();
-    let script = lpgw_testkit::interop_script("live_runner_peer.py");
-    let mut child = tokio::process::Command::new(py)
-        .arg(script)
-        .arg(d.runner_url())
-        .arg(d.orch_secret().unwrap())
-        .arg(APP)
-        .arg("1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("python starts");
+    let d = priced_devnet().await;
+    let mut child = spawn_runner(&py, &d);
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let runner_id = next_line(&mut lines, "registration").await["registered"]
         .as_str()
         .unwrap()
         .to_owned();
-    let mut s = Settings {
-        orchestrators: vec![d.orchestrator_url().to_owned()],
-        signer_url: d.signer_url().map(str::to_owned),
-        ..Settings::default()
-    };
-    s.live.fallback = Fallback::none();
+    let mut s = settings(&d);
     s.live.payment_interval = Duration::from_millis(200);
     let gw = Gateway::new(s).unwrap();
-    let found = tokio::time::timeout(
-        Duration::from_secs(20),
-        gw.discover_runners(&RunnerFilter::app(APP)),
-    )
-    .await
-    .unwrap()
-    .unwrap();
-    let offer = found
-        .offers
-        .iter()
-        .find(|o| o.url.contains(&runner_id))
-        .expect("the python runner is discovered")
-        .clone();
+    let offer = discover_runner(&gw, &runner_id).await;
     let session = tokio::time::timeout(Duration::from_secs(20), gw.reserve_session(&offer))
         .await
         .unwrap()

@@ -6,20 +6,24 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Knobs, lock, orch, within};
-use lpgw_gateway::{Gateway, Settings, StartRequest, proto};
+use common::{Knobs, Orch, lock, orch, start_noop, within};
+use lpgw_gateway::{Gateway, Lv2vJob, Settings, proto};
 
-#[tokio::test]
-async fn offchain_job_starts_and_closes_its_channels() {
+/// An unpriced orchestrator, a gateway using it and a started `noop` job.
+async fn offchain_job() -> (Orch, Gateway, Lv2vJob) {
     let o = orch(Knobs::default()).await;
     let gw = Gateway::new(Settings {
         orchestrators: vec![o.url.clone()],
         ..Settings::default()
     })
     .unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gw).await.unwrap();
+    (o, gw, job)
+}
+
+#[tokio::test]
+async fn offchain_job_starts_and_closes_its_channels() {
+    let (o, _gw, job) = offchain_job().await;
 
     let mid = job.manifest_id().to_owned();
     assert_eq!(*lock(&o.state.manifests), vec![mid.clone()]);
@@ -85,15 +89,7 @@ async fn orchestrator_info_is_fetched_over_h2c() {
 
 #[tokio::test]
 async fn dropping_a_job_cancels_it() {
-    let o = orch(Knobs::default()).await;
-    let gw = Gateway::new(Settings {
-        orchestrators: vec![o.url.clone()],
-        ..Settings::default()
-    })
-    .unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let (o, _gw, job) = offchain_job().await;
     let token = job.cancellation_token();
     let mid = job.manifest_id().to_owned();
     drop(job);

@@ -7,8 +7,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Knobs, Orch, Signer, lock, orch, signer, within};
-use lpgw_gateway::{EndReason, Error, Gateway, RejectReason, Settings, StartRequest, proto};
+use common::{Knobs, Orch, Signer, lock, orch, signer, start_noop, within};
+use lpgw_gateway::{EndReason, Error, Gateway, Lv2vJob, RejectReason, Settings, proto};
 use lpgw_trickle::client::{Publisher, PublisherConfig};
 
 fn settings(orchs: &[&Orch], signer: &Signer) -> Settings {
@@ -27,14 +27,28 @@ fn priced() -> Knobs {
     }
 }
 
-#[tokio::test]
-async fn onchain_start_pays_with_the_signers_headers() {
+/// A priced orchestrator, a signer and a gateway paying it, with a started `noop` job.
+async fn started_job() -> (Orch, Signer, Gateway, Lv2vJob) {
     let o = orch(priced()).await;
     let s = signer().await;
     let gw = Gateway::new(settings(&[&o], &s)).unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gw).await.unwrap();
+    (o, s, gw, job)
+}
+
+/// Publishes to the job's output channel, as its runner would.
+fn output_publisher(job: &Lv2vJob) -> Publisher {
+    Publisher::new(
+        &job.urls().subscribe_url,
+        "video/MP2T",
+        PublisherConfig::default(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn onchain_start_pays_with_the_signers_headers() {
+    let (o, s, _gw, job) = started_job().await;
 
     // GetOrchestrator was signed with the signer's material.
     let req = lock(&o.state.requests)[0].clone();
@@ -79,9 +93,7 @@ async fn refresh_480_then_pay() {
     let s = signer().await;
     lock(&s.state.script).extend([480, 480]);
     let gw = Gateway::new(settings(&[&o], &s)).unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gw).await.unwrap();
     assert_eq!(o.state.refresh_calls.load(Ordering::SeqCst), 2);
     assert_eq!(lock(&s.state.requests).len(), 3);
     assert_eq!(job.payment_stats().refreshes, 2);
@@ -97,9 +109,7 @@ async fn refresh_is_bounded() {
     let mut st = settings(&[&o], &s);
     st.max_refreshes = 2;
     let gw = Gateway::new(st).unwrap();
-    let err = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap_err();
+    let err = start_noop(&gw).await.unwrap_err();
     assert_eq!(err.rejections()[0].reason, RejectReason::RefreshLimit(2));
     assert_eq!(lock(&s.state.requests).len(), 3);
     assert!(lock(&o.state.starts).is_empty());
@@ -131,9 +141,7 @@ async fn signer_failures_reject_and_the_next_orchestrator_is_tried() {
         let s = signer().await;
         lock(&s.state.script).push_back(status);
         let gw = Gateway::new(settings(&[&first, &second], &s)).unwrap();
-        let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-            .await
-            .unwrap();
+        let job = start_noop(&gw).await.unwrap();
         assert_eq!(job.orchestrator_url(), second.url, "status {status}");
         // The refused orchestrator was never sent a payment.
         assert!(lock(&first.state.starts).is_empty(), "status {status}");
@@ -143,9 +151,7 @@ async fn signer_failures_reject_and_the_next_orchestrator_is_tried() {
         let lone = orch(priced()).await;
         lock(&s.state.script).push_back(status);
         let gw = Gateway::new(settings(&[&lone], &s)).unwrap();
-        let err = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-            .await
-            .unwrap_err();
+        let err = start_noop(&gw).await.unwrap_err();
         assert!(matches!(err, Error::NoOrchestratorAvailable { .. }));
         assert!(check(&err.rejections()[0].reason), "status {status}: {err}");
         assert!(lock(&lone.state.starts).is_empty());
@@ -154,12 +160,7 @@ async fn signer_failures_reject_and_the_next_orchestrator_is_tried() {
 
 #[tokio::test]
 async fn periodic_payments_follow_output_segments_and_echo_the_state() {
-    let o = orch(priced()).await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&[&o], &s)).unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let (o, s, _gw, job) = started_job().await;
     let job_mid = job.manifest_id().to_owned();
 
     // No output, no periodic payment.
@@ -167,12 +168,7 @@ async fn periodic_payments_follow_output_segments_and_echo_the_state() {
     assert!(lock(&o.state.payments).is_empty());
 
     // The runner's output: one segment every 100 ms; payments at most every 200 ms.
-    let mut out = Publisher::new(
-        &job.urls().subscribe_url,
-        "video/MP2T",
-        PublisherConfig::default(),
-    )
-    .unwrap();
+    let mut out = output_publisher(&job);
     within(10, async {
         while lock(&o.state.payments).len() < 2 {
             out.write_segment(Bytes::from_static(b"ts")).await.unwrap();
@@ -208,19 +204,9 @@ async fn periodic_payments_follow_output_segments_and_echo_the_state() {
 
 #[tokio::test]
 async fn session_gone_stops_payments_and_the_job() {
-    let o = orch(priced()).await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&[&o], &s)).unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let (o, _s, _gw, job) = started_job().await;
     lock(&o.state.knobs).payment_status = 404;
-    let mut out = Publisher::new(
-        &job.urls().subscribe_url,
-        "video/MP2T",
-        PublisherConfig::default(),
-    )
-    .unwrap();
+    let mut out = output_publisher(&job);
     let token = job.cancellation_token();
     within(10, async {
         while !token.is_cancelled() {
@@ -237,20 +223,10 @@ async fn session_gone_stops_payments_and_the_job() {
 
 #[tokio::test]
 async fn price_exceeded_mid_session_ends_the_job_unpaid() {
-    let o = orch(priced()).await;
-    let s = signer().await;
-    let gw = Gateway::new(settings(&[&o], &s)).unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let (o, s, _gw, job) = started_job().await;
     assert_eq!(job.end_reason(), None);
     lock(&s.state.script).push_back(481);
-    let mut out = Publisher::new(
-        &job.urls().subscribe_url,
-        "video/MP2T",
-        PublisherConfig::default(),
-    )
-    .unwrap();
+    let mut out = output_publisher(&job);
     within(10, async {
         while !job.is_closed() {
             let _ = out.write_segment(Bytes::from_static(b"ts")).await;

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Knobs, orch_tls, self_signed, within};
-use lpgw_gateway::{Error, Gateway, RejectReason, Settings, StartRequest, TlsMode};
+use common::{Knobs, Orch, orch_tls, self_signed, start_noop, within};
+use lpgw_gateway::{Error, Gateway, RejectReason, Settings, TlsMode};
 use tokio::net::TcpListener;
 
 fn settings(tls: TlsMode) -> Settings {
@@ -17,10 +17,15 @@ fn settings(tls: TlsMode) -> Settings {
     }
 }
 
+/// A default orchestrator on a fresh local port with a new self-signed certificate.
+async fn self_signed_orch() -> Orch {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    orch_tls(listener, Knobs::default(), self_signed()).await
+}
+
 #[tokio::test]
 async fn trust_on_first_use_pins_and_follows_a_restart() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let o = orch_tls(listener, Knobs::default(), self_signed()).await;
+    let o = self_signed_orch().await;
     let gw = Gateway::new(settings(TlsMode::TrustOnFirstUse)).unwrap();
     let info = within(10, gw.orchestrator_info(&o.url, None))
         .await
@@ -53,12 +58,7 @@ async fn trust_on_first_use_pins_and_follows_a_restart() {
     );
 
     // A second orchestrator on another port has its own pin.
-    let other = orch_tls(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Knobs::default(),
-        self_signed(),
-    )
-    .await;
+    let other = self_signed_orch().await;
     within(10, gw.orchestrator_info(&other.url, None))
         .await
         .unwrap();
@@ -66,20 +66,13 @@ async fn trust_on_first_use_pins_and_follows_a_restart() {
 
 #[tokio::test]
 async fn trust_on_first_use_starts_a_job_over_tls() {
-    let o = orch_tls(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Knobs::default(),
-        self_signed(),
-    )
-    .await;
+    let o = self_signed_orch().await;
     let gw = Gateway::new(Settings {
         orchestrators: vec![o.url.clone()],
         ..settings(TlsMode::TrustOnFirstUse)
     })
     .unwrap();
-    let job = within(10, gw.start_lv2v(&StartRequest::new("noop")))
-        .await
-        .unwrap();
+    let job = start_noop(&gw).await.unwrap();
     assert!(job.urls().publish_url.starts_with("https://"));
     let trickle = o.state.trickle();
     let mid = job.manifest_id().to_owned();
@@ -90,12 +83,7 @@ async fn trust_on_first_use_starts_a_job_over_tls() {
 
 #[tokio::test]
 async fn skip_verification_accepts_self_signed() {
-    let o = orch_tls(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Knobs::default(),
-        self_signed(),
-    )
-    .await;
+    let o = self_signed_orch().await;
     let gw = Gateway::new(settings(TlsMode::SkipVerification)).unwrap();
     within(10, gw.orchestrator_info(&o.url, None))
         .await
@@ -104,12 +92,7 @@ async fn skip_verification_accepts_self_signed() {
 
 #[tokio::test]
 async fn system_roots_reject_self_signed() {
-    let o = orch_tls(
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        Knobs::default(),
-        self_signed(),
-    )
-    .await;
+    let o = self_signed_orch().await;
     let gw = Gateway::new(settings(TlsMode::SystemRoots)).unwrap();
     let err = within(10, gw.orchestrator_info(&o.url, None))
         .await

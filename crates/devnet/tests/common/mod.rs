@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
-use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
+use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, LiveConfig, PriceConfig};
 use lpgw_proto::net::orchestrator_client::OrchestratorClient;
 use lpgw_proto::{OrchestratorInfo, OrchestratorRequest};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -24,16 +24,50 @@ pub async fn bounded<T>(f: impl Future<Output = T>) -> T {
     tokio::time::timeout(STEP, f).await.expect("step timed out")
 }
 
+/// Polls `cond` every 20 ms until it holds, bounded by [`STEP`].
+pub async fn wait_until(mut cond: impl FnMut() -> bool) {
+    bounded(async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
 /// Starts a devnet; plain HTTP unless `tls`.
 pub async fn devnet(cfg: DevnetConfig) -> DevnetHandle {
     bounded(Devnet::start(cfg)).await.expect("devnet starts")
 }
 
+/// Plain HTTP devnet config with a fast LV2V status interval.
 pub fn plain() -> DevnetConfig {
     DevnetConfig {
         tls: false,
         status_interval: Duration::from_millis(200),
         ..DevnetConfig::default()
+    }
+}
+
+/// [`plain`] priced at 1 wei per pixel, with the remote-signer emulator.
+pub fn priced_with_signer() -> DevnetConfig {
+    DevnetConfig {
+        price: Some(PriceConfig {
+            per_unit: 1,
+            pixels_per_unit: 1,
+        }),
+        signer: true,
+        ..plain()
+    }
+}
+
+/// [`plain`] without the built-in Scope runner, so only registered runners are listed.
+pub fn no_scope() -> DevnetConfig {
+    DevnetConfig {
+        live: LiveConfig {
+            scope: None,
+            ..LiveConfig::default()
+        },
+        ..plain()
     }
 }
 
@@ -237,18 +271,18 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
+/// `POST /sign-orchestrator-info` to the devnet's signer, unchecked.
+pub async fn sign_info_response(h: &DevnetHandle) -> reqwest::Response {
+    send(http().post(format!(
+        "{}/sign-orchestrator-info",
+        h.signer_url().unwrap()
+    )))
+    .await
+}
+
 /// `POST /sign-orchestrator-info` → (address bytes, signature bytes).
 pub async fn sign_info(h: &DevnetHandle) -> (Vec<u8>, Vec<u8>) {
-    let r = bounded(
-        http()
-            .post(format!(
-                "{}/sign-orchestrator-info",
-                h.signer_url().unwrap()
-            ))
-            .send(),
-    )
-    .await
-    .unwrap();
+    let r = sign_info_response(h).await;
     assert_eq!(r.status().as_u16(), 200);
     let v: serde_json::Value = r.json().await.unwrap();
     (
@@ -331,4 +365,97 @@ pub async fn post_json(url: impl reqwest::IntoUrl) -> serde_json::Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Sends `req`, bounded in time (panics on a transport failure: test helper).
+pub async fn send(req: reqwest::RequestBuilder) -> reqwest::Response {
+    bounded(req.send()).await.unwrap()
+}
+
+/// Sends `req` and returns the status and the body text.
+pub async fn status_text(req: reqwest::RequestBuilder) -> (u16, String) {
+    let r = send(req).await;
+    (r.status().as_u16(), bounded(r.text()).await.unwrap())
+}
+
+/// Sends `req` and decodes the answer as JSON, whatever its status.
+pub async fn send_json(req: reqwest::RequestBuilder) -> serde_json::Value {
+    bounded(send(req).await.json()).await.unwrap()
+}
+
+/// The devnet's `GET /discovery` answer.
+pub async fn discovery_json(h: &DevnetHandle) -> serde_json::Value {
+    get_json(format!("{}/discovery", h.orchestrator_url())).await
+}
+
+/// The first orchestrator's runner in a discovery answer whose `key` equals `value`.
+pub fn runner_where(d: &serde_json::Value, key: &str, value: &str) -> serde_json::Value {
+    d[0]["runners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[key] == value)
+        .unwrap()
+        .clone()
+}
+
+/// `POST /runners/heartbeat` with `body`, authorized by the orchestrator secret.
+pub async fn heartbeat(h: &DevnetHandle, body: &serde_json::Value) -> (u16, String) {
+    status_text(
+        http()
+            .post(format!("{}/runners/heartbeat", h.runner_url()))
+            .header("Authorization", h.orch_secret().unwrap())
+            .json(body),
+    )
+    .await
+}
+
+/// Adds the two payment headers from a signer answer (`payment`, `segCreds`) to `req`.
+pub fn with_payment(
+    req: reqwest::RequestBuilder,
+    p: &serde_json::Value,
+) -> reqwest::RequestBuilder {
+    req.header("Livepeer-Payment", p["payment"].as_str().unwrap())
+        .header("Livepeer-Segment", p["segCreds"].as_str().unwrap())
+}
+
+/// Decodes base64 `OrchestratorInfo`, as carried in a 402 challenge's `payment_params`.
+pub fn decode_info(params: &str) -> OrchestratorInfo {
+    use prost::Message as _;
+    let raw = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, params).unwrap();
+    OrchestratorInfo::decode(raw.as_slice()).unwrap()
+}
+
+/// A JSON channel reader on `url` that starts at the first segment.
+pub fn json_reader_from_start(url: &str) -> lpgw_trickle::json::JsonReader {
+    use lpgw_trickle::client::SubscriberConfig;
+    use lpgw_trickle::json::{JsonReader, JsonReaderConfig};
+    JsonReader::new(
+        url,
+        JsonReaderConfig {
+            subscriber: SubscriberConfig {
+                start: lpgw_trickle::wire::SeqRequest::At(0),
+                ..SubscriberConfig::default()
+            },
+            ..JsonReaderConfig::default()
+        },
+    )
+    .unwrap()
+}
+
+/// Runs a Python interop script (90 s bound) and parses the JSON on its last stdout line.
+pub async fn run_python_json(mut cmd: tokio::process::Command) -> serde_json::Value {
+    cmd.kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(90), cmd.output())
+        .await
+        .expect("python sdk finished in time")
+        .expect("python runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "sdk printed no json ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
 }

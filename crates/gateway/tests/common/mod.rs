@@ -487,3 +487,10 @@ pub async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
         .await
         .expect("test step timed out")
 }
+
+/// Starts an LV2V job for the `noop` model, bounded at 10 s.
+pub async fn start_noop(
+    gw: &lpgw_gateway::Gateway,
+) -> Result<lpgw_gateway::Lv2vJob, lpgw_gateway::Error> {
+    within(10, gw.start_lv2v(&lpgw_gateway::StartRequest::new("noop"))).await
+}
