@@ -59,7 +59,7 @@ impl Devnet {
             ip.to_string()
         });
         let tls = if cfg.tls {
-            Some(serve::self_signed(&host)?)
+            Some(serve::TlsSlot::new(&host)?)
         } else {
             None
         };
@@ -115,7 +115,7 @@ impl Devnet {
         serve::spawn(
             listener,
             orch::router(orch.clone()).merge(live::public_router(live.clone())),
-            tls.as_ref().map(|t| t.acceptor.clone()),
+            tls.clone(),
             shutdown.clone(),
             &tracker,
         );
@@ -162,7 +162,7 @@ impl Devnet {
         Ok(DevnetHandle {
             orchestrator_url: service_uri,
             signer_url,
-            cert_der: tls.map(|t| t.cert_der),
+            tls,
             signer_address: checksum_address(&keys.address("signer")),
             faults,
             orch,
@@ -183,7 +183,7 @@ impl Devnet {
 pub struct DevnetHandle {
     orchestrator_url: String,
     signer_url: Option<String>,
-    cert_der: Option<Vec<u8>>,
+    tls: Option<Arc<serve::TlsSlot>>,
     signer_address: String,
     faults: FaultControl,
     orch: Arc<Orch>,
@@ -207,9 +207,16 @@ impl DevnetHandle {
         self.signer_url.as_deref()
     }
 
-    /// The DER of the orchestrator's self-signed certificate (regenerated at every start).
-    pub fn certificate_der(&self) -> Option<&[u8]> {
-        self.cert_der.as_deref()
+    /// The DER of the certificate the orchestrator presents now (self-signed, regenerated
+    /// at every start and by [`Self::rotate_certificate`]).
+    pub fn certificate_der(&self) -> Option<Vec<u8>> {
+        self.tls.as_ref().map(|t| t.cert_der())
+    }
+
+    /// Regenerates the orchestrator's certificate, as a restart does: open connections are
+    /// dropped and new ones see the new certificate. Returns its DER; `None` without TLS.
+    pub fn rotate_certificate(&self) -> Option<Vec<u8>> {
+        self.tls.as_ref()?.rotate().ok()
     }
 
     /// The signer's payer address (EIP-55).
@@ -237,6 +244,12 @@ impl DevnetHandle {
         parse_hex(sender).map_or(0, |s| {
             self.orch.ledger().balance(&(s, manifest_id.to_string()))
         })
+    }
+
+    /// Payments the orchestrator accepted and their ticket value in wei, as
+    /// `GET /devnet/ledger` reports them.
+    pub fn paid(&self) -> (u64, u128) {
+        self.orch.receipts().totals()
     }
 
     /// Whether a trickle channel exists (e.g. `"<manifest>-out"`).

@@ -44,6 +44,7 @@ mod error;
 mod keys;
 mod ledger;
 mod orch;
+mod receipts;
 mod respond;
 mod runner;
 mod runner_effect;

@@ -26,6 +26,55 @@ pub(crate) struct Tls {
     pub(crate) acceptor: TlsAcceptor,
 }
 
+/// The TLS identity a listener presents. It can be regenerated while the devnet runs, as an
+/// orchestrator that restarts makes a new certificate (server/cert.go): connections made
+/// with the old one are dropped, and new ones get the new certificate.
+pub(crate) struct TlsSlot {
+    host: String,
+    current: std::sync::Mutex<(Tls, CancellationToken)>,
+}
+
+impl std::fmt::Debug for TlsSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsSlot")
+            .field("host", &self.host)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsSlot {
+    pub(crate) fn new(host: &str) -> Result<Arc<Self>, DevnetError> {
+        Ok(Arc::new(Self {
+            host: host.to_owned(),
+            current: std::sync::Mutex::new((self_signed(host)?, CancellationToken::new())),
+        }))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (Tls, CancellationToken)> {
+        self.current.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The certificate presented now (DER).
+    pub(crate) fn cert_der(&self) -> Vec<u8> {
+        self.lock().0.cert_der.clone()
+    }
+
+    /// The acceptor for a new connection, and the token that ends it on rotation.
+    fn acceptor(&self) -> (TlsAcceptor, CancellationToken) {
+        let g = self.lock();
+        (g.0.acceptor.clone(), g.1.clone())
+    }
+
+    /// A new certificate from now on; connections made with the old one are dropped.
+    pub(crate) fn rotate(&self) -> Result<Vec<u8>, DevnetError> {
+        let fresh = self_signed(&self.host)?;
+        let der = fresh.cert_der.clone();
+        let old = std::mem::replace(&mut *self.lock(), (fresh, CancellationToken::new()));
+        old.1.cancel();
+        Ok(der)
+    }
+}
+
 /// Makes a self-signed ECDSA P-256 CA certificate for `host` (server/cert.go: regenerated at
 /// every start, `IsCA`).
 pub(crate) fn self_signed(host: &str) -> Result<Tls, DevnetError> {
@@ -72,7 +121,7 @@ pub(crate) fn host_port(host: &str, port: u16) -> String {
 pub(crate) fn spawn(
     listener: TcpListener,
     router: Router,
-    tls: Option<TlsAcceptor>,
+    tls: Option<Arc<TlsSlot>>,
     shutdown: CancellationToken,
     tracker: &TaskTracker,
 ) {
@@ -96,14 +145,20 @@ pub(crate) fn spawn(
             let shutdown = shutdown.clone();
             conns.spawn(async move {
                 match tls {
-                    Some(acceptor) => {
+                    Some(slot) => {
+                        let (acceptor, rotated) = slot.acceptor();
                         let Ok(Ok(s)) =
                             tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                         else {
                             tracing::debug!(%peer, "tls handshake failed");
                             return;
                         };
-                        serve_conn(TokioIo::new(s), router, shutdown).await;
+                        tokio::select! {
+                            () = serve_conn(TokioIo::new(s), router, shutdown) => {}
+                            // The certificate was regenerated: this connection is from the
+                            // old process, as far as clients can tell.
+                            () = rotated.cancelled() => {}
+                        }
                     }
                     None => serve_conn(TokioIo::new(stream), router, shutdown).await,
                 }

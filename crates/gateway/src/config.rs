@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::runner::RunnerPriceCeiling;
+use crate::ceiling::Ceiling;
 use crate::token::Token;
 
 /// How orchestrator TLS certificates are checked.
@@ -19,25 +19,6 @@ pub enum TlsMode {
     SkipVerification,
     /// Verify against the Mozilla root store.
     SystemRoots,
-}
-
-/// The most the gateway pays: `price_per_unit` wei per `pixels_per_unit` units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MaxPrice {
-    /// Wei.
-    pub price_per_unit: i64,
-    /// Units (pixels for LV2V) the price covers; must be positive.
-    pub pixels_per_unit: i64,
-}
-
-impl MaxPrice {
-    /// Whether `price_per_unit / pixels_per_unit` is strictly above this ceiling. A
-    /// non-positive `pixels_per_unit` in the offer is treated as one unit.
-    pub fn is_exceeded_by(&self, price_per_unit: i64, pixels_per_unit: i64) -> bool {
-        let offer_units = i128::from(pixels_per_unit.max(1));
-        let max_units = i128::from(self.pixels_per_unit.max(1));
-        i128::from(price_per_unit) * max_units > i128::from(self.price_per_unit) * offer_units
-    }
 }
 
 /// Everything the gateway needs to find, pick and pay orchestrators.
@@ -59,8 +40,9 @@ pub struct Settings {
     pub discovery_headers: BTreeMap<String, String>,
     /// TLS policy for orchestrators. Default: trust on first use.
     pub tls: TlsMode,
-    /// Price ceiling; orchestrators above it are skipped and never paid. Default: none.
-    pub max_price: Option<MaxPrice>,
+    /// The most the gateway pays, on both flows; orchestrators and runners above it are
+    /// skipped and never paid. Default: [`Ceiling::default`] (5 USD per hour).
+    pub ceiling: Ceiling,
     /// How many orchestrators are probed at once. Default: 8.
     pub probe_concurrency: usize,
     /// Connect timeout for GetOrchestrator. Default: 3 s (go-livepeer rpc.go:43-45).
@@ -128,8 +110,6 @@ pub struct LiveSettings {
     pub fallback: Fallback,
     /// Only runners on these GPUs (by name); empty means any. Default empty.
     pub gpus: Vec<String>,
-    /// The most the gateway pays a runner. Default: see [`RunnerPriceCeiling`].
-    pub ceiling: RunnerPriceCeiling,
     /// Period of the payment loop of metered sessions. Default 3 s (the reference SDK; the
     /// orchestrator meters every 5 s).
     pub payment_interval: Duration,
@@ -154,7 +134,6 @@ impl Default for LiveSettings {
             models: vec!["scope".into()],
             fallback: Fallback::default(),
             gpus: Vec::new(),
-            ceiling: RunnerPriceCeiling::default(),
             payment_interval: Duration::from_secs(3),
             challenge_retries: 3,
             cooldown: Duration::from_secs(300),
@@ -184,7 +163,7 @@ impl std::fmt::Debug for Settings {
             .field("discovery_url", &self.discovery_url)
             .field("discovery_headers", &HeaderNames(&self.discovery_headers))
             .field("tls", &self.tls)
-            .field("max_price", &self.max_price)
+            .field("ceiling", &self.ceiling)
             .field("probe_concurrency", &self.probe_concurrency)
             .field("connect_timeout", &self.connect_timeout)
             .field("probe_timeout", &self.probe_timeout)
@@ -208,7 +187,7 @@ impl Default for Settings {
             discovery_url: None,
             discovery_headers: BTreeMap::new(),
             tls: TlsMode::default(),
-            max_price: None,
+            ceiling: Ceiling::default(),
             probe_concurrency: 8,
             connect_timeout: Duration::from_secs(3),
             probe_timeout: Duration::from_secs(8),
@@ -294,20 +273,5 @@ mod tests {
         let text = format!("{s:?}");
         assert!(text.contains("Authorization"));
         assert!(!text.contains("secret"));
-    }
-
-    #[test]
-    fn price_ceiling_compares_rates_not_numbers() {
-        let max = MaxPrice {
-            price_per_unit: 10,
-            pixels_per_unit: 3,
-        };
-        assert!(!max.is_exceeded_by(10, 3));
-        assert!(!max.is_exceeded_by(20, 6));
-        assert!(max.is_exceeded_by(21, 6));
-        assert!(!max.is_exceeded_by(3, 1));
-        assert!(max.is_exceeded_by(4, 1));
-        assert!(!max.is_exceeded_by(0, 0));
-        assert!(max.is_exceeded_by(i64::MAX, 1));
     }
 }

@@ -44,14 +44,10 @@ pub enum RejectReason {
     /// The orchestrator answered something that is not a valid reply.
     #[error("invalid response: {0}")]
     InvalidResponse(String),
-    /// The orchestrator's price is above the configured ceiling; it was never paid.
-    #[error("price {price_per_unit} wei per {pixels_per_unit} units is above the ceiling")]
-    OverPriceCeiling {
-        /// Wei per `pixels_per_unit` units.
-        price_per_unit: i64,
-        /// Units the price applies to.
-        pixels_per_unit: i64,
-    },
+    /// The orchestrator's price is above the configured ceiling (the text names both
+    /// prices); it was never paid.
+    #[error("{0}")]
+    OverPriceCeiling(String),
     /// The orchestrator's auth token is missing or already expired.
     #[error("orchestrator auth token missing or expired")]
     AuthTokenExpired,
@@ -86,6 +82,10 @@ pub enum RejectReason {
     /// The remote signer failed.
     #[error("remote signer: {0}")]
     Signer(String),
+    /// A budget the job draws on has no room for the opening payment (the text gives the
+    /// figures); nothing was paid.
+    #[error("{0}")]
+    BudgetExhausted(String),
     /// A live runner's price is above the configured ceiling (the text names both prices);
     /// it was never paid.
     #[error("{0}")]
@@ -265,7 +265,8 @@ impl RejectReason {
         !matches!(
             self,
             Self::InvalidUrl(_)
-                | Self::OverPriceCeiling { .. }
+                | Self::OverPriceCeiling(_)
+                | Self::BudgetExhausted(_)
                 | Self::SignerPriceExceeded(_)
                 | Self::OverRunnerCeiling(_)
                 | Self::PaymentRequired
@@ -305,10 +306,7 @@ mod tests {
         let err = Error::NoOrchestratorAvailable {
             rejections: vec![Rejection {
                 url: "https://a:1".into(),
-                reason: RejectReason::OverPriceCeiling {
-                    price_per_unit: 5,
-                    pixels_per_unit: 1,
-                },
+                reason: RejectReason::OverPriceCeiling("price 5 wei/pixel".into()),
             }],
         };
         assert!(!err.is_retryable());

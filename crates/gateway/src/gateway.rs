@@ -22,11 +22,12 @@ use crate::tls::PinStore;
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub(crate) settings: Settings,
-    pub(crate) clients: Clients,
+    /// HTTP and trickle clients under the TLS policy, sharing one pin store with `rpc`.
+    pub(crate) clients: Arc<Clients>,
     pub(crate) signer: Option<Arc<Signer>>,
     rpc: RpcConfig,
     /// Runners on cool-down after a failed paid session (see `LiveSettings::cooldown`).
-    pub(crate) cooldowns: std::sync::Mutex<crate::runner::Cooldowns>,
+    pub(crate) cooldowns: Arc<std::sync::Mutex<crate::runner::Cooldowns>>,
 }
 
 impl Inner {
@@ -106,16 +107,36 @@ impl Gateway {
             call_timeout: settings.probe_timeout,
             pool: Default::default(),
         };
-        let clients = Clients::new(settings.tls, pins);
+        let clients = Arc::new(Clients::new(settings.tls, pins));
         Ok(Self {
             inner: Arc::new(Inner {
                 settings,
                 clients,
                 signer,
                 rpc,
-                cooldowns: std::sync::Mutex::default(),
+                cooldowns: Arc::default(),
             }),
         })
+    }
+
+    /// A gateway that uses only `orchestrators` (no discovery) and otherwise shares
+    /// everything with this one: settings, signer, TLS pins, connections and cool-downs.
+    /// For a start aimed at one caller-chosen orchestrator: its certificate is pinned in the
+    /// same store as every other request's, so a certificate that changes is caught
+    /// whichever gateway sees it first.
+    pub fn for_orchestrators(&self, orchestrators: Vec<String>) -> Self {
+        let mut settings = self.inner.settings.clone();
+        settings.orchestrators = orchestrators;
+        settings.discovery_url = None;
+        Self {
+            inner: Arc::new(Inner {
+                settings,
+                clients: self.inner.clients.clone(),
+                signer: self.inner.signer.clone(),
+                rpc: self.inner.rpc.clone(),
+                cooldowns: self.inner.cooldowns.clone(),
+            }),
+        }
     }
 
     /// The settings in force.
@@ -159,7 +180,7 @@ impl Gateway {
             .buffer_unordered(n)
             .collect()
             .await;
-        rank(probes, self.inner.settings.max_price, unix_now())
+        rank(probes, &self.inner.settings.ceiling, unix_now())
     }
 
     /// Starts probing `urls` and yields usable orchestrators as their answers arrive, which
@@ -193,7 +214,7 @@ impl Gateway {
         Candidates {
             probes: rx,
             driver: driver.abort_handle(),
-            max_price: self.inner.settings.max_price,
+            ceiling: self.inner.settings.ceiling,
             rejections: Vec::new(),
         }
     }
@@ -204,7 +225,7 @@ impl Gateway {
 pub struct Candidates {
     probes: mpsc::Receiver<Probe>,
     driver: AbortHandle,
-    max_price: Option<crate::config::MaxPrice>,
+    ceiling: crate::ceiling::Ceiling,
     rejections: Vec<Rejection>,
 }
 
@@ -228,7 +249,7 @@ impl Candidates {
         while let Some(p) = self.probes.recv().await {
             match p
                 .result
-                .and_then(|i| assess(&i, self.max_price, unix_now()).map(|()| i))
+                .and_then(|i| assess(&i, &self.ceiling, unix_now()).map(|()| i))
             {
                 Ok(info) => return Some((p.url, info)),
                 Err(reason) => {
@@ -253,5 +274,38 @@ impl Candidates {
     /// Consumes the cursor, returning its rejections.
     pub fn into_rejections(mut self) -> Vec<Rejection> {
         std::mem::take(&mut self.rejections)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gateway made for a caller-chosen orchestrator sees the pins every other request
+    /// made, and its own pins are seen by everyone: one store for the whole service.
+    #[tokio::test]
+    async fn gateways_for_chosen_orchestrators_share_one_pin_store() {
+        let d = lpgw_devnet::Devnet::start(lpgw_devnet::DevnetConfig::default())
+            .await
+            .unwrap();
+        let url = d.orchestrator_url().to_owned();
+        let target = crate::http::target(&parse_http_url(&url).unwrap());
+        let gw = Gateway::new(Settings::default()).unwrap();
+        let chosen = gw.for_orchestrators(vec![url.clone()]);
+        assert_eq!(chosen.settings().orchestrators, vec![url.clone()]);
+        assert!(chosen.settings().discovery_url.is_none());
+        assert!(!gw.inner.clients.is_pinned(&target));
+        tokio::time::timeout(
+            Duration::from_secs(20),
+            chosen.orchestrator_info(&url, None),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        // Pinned through the chosen gateway, visible to the service's.
+        assert!(gw.inner.clients.is_pinned(&target));
+        assert!(Arc::ptr_eq(&gw.inner.clients, &chosen.inner.clients));
+        assert!(Arc::ptr_eq(&gw.inner.cooldowns, &chosen.inner.cooldowns));
+        d.shutdown().await;
     }
 }

@@ -38,6 +38,12 @@ impl Clients {
         }
     }
 
+    /// Whether a certificate is pinned for `target` (`host:port`).
+    #[cfg(test)]
+    pub(crate) fn is_pinned(&self, target: &str) -> bool {
+        self.pins.is_pinned(target)
+    }
+
     /// The trickle client for a channel URL's origin, under the gateway's TLS policy: with
     /// trust on first use, a channel on an orchestrator whose certificate is pinned must
     /// present that same certificate. HTTP/1.1 only, as the reference trickle clients.

@@ -23,7 +23,7 @@ use crate::discovery::parse_http_url;
 use crate::error::Error;
 use crate::gateway::Inner;
 use crate::payment::PaymentStats;
-use crate::payment::session::PaymentSession;
+use crate::payment::driver::Payer;
 use crate::payment::state::StopReason;
 
 /// The channels of a started job, as the orchestrator returned them. These URLs are bearer
@@ -59,23 +59,30 @@ pub enum EndReason {
     /// The orchestrator no longer knows the session (control channel or payment endpoint
     /// answered 404).
     SessionGone,
-    /// The remote signer refused to pay the orchestrator's price (481).
+    /// The remote signer refused to pay the orchestrator's price (481), or the orchestrator
+    /// raised it above the ceiling.
     PriceExceeded,
+    /// A budget the job draws on ran out; the payment was not sent.
+    BudgetExhausted,
 }
 
-/// Records the first reason the job ended, then cancels it.
+/// Records the first reason the job ended (and its details), then cancels it.
 #[derive(Debug, Clone)]
 struct Ender {
     token: CancellationToken,
-    reason: Arc<Mutex<Option<EndReason>>>,
+    reason: Arc<Mutex<Option<(EndReason, Option<String>)>>>,
 }
 
 impl Ender {
     fn end(&self, reason: EndReason) {
+        self.end_with(reason, None);
+    }
+
+    fn end_with(&self, reason: EndReason, detail: Option<String>) {
         self.reason
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get_or_insert(reason);
+            .get_or_insert((reason, detail));
         self.token.cancel();
     }
 }
@@ -93,6 +100,7 @@ const CLEANUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// [`Lv2vJob::close`] cancels it and waits for cleanup.
 #[must_use = "dropping a job stops it"]
 pub struct Lv2vJob {
+    inner: Arc<Inner>,
     urls: JobUrls,
     orchestrator_url: String,
     info: OrchestratorInfo,
@@ -120,7 +128,7 @@ impl Lv2vJob {
         orchestrator_url: String,
         info: OrchestratorInfo,
         urls: JobUrls,
-        session: Option<PaymentSession>,
+        session: Option<Payer>,
     ) -> Self {
         let token = CancellationToken::new();
         let ender = Ender {
@@ -183,6 +191,7 @@ impl Lv2vJob {
         tracker.close();
         let guard = token.clone().drop_guard();
         Self {
+            inner,
             urls,
             orchestrator_url,
             info,
@@ -237,8 +246,32 @@ impl Lv2vJob {
         if !self.token.is_cancelled() {
             return None;
         }
-        let reason = *self.ender.reason.lock().unwrap_or_else(|p| p.into_inner());
+        let reason = self
+            .ender
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|r| r.0);
         Some(reason.unwrap_or(EndReason::Closed))
+    }
+
+    /// Details of why the job ended, where there are any (a budget's figures).
+    pub fn end_detail(&self) -> Option<String> {
+        self.ender
+            .reason
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|r| r.1.clone())
+    }
+
+    /// The HTTP client for the job's trickle channels, under the gateway's TLS policy and
+    /// pins: with trust on first use, the channels must present the certificate
+    /// GetOrchestrator pinned for their host. Media must use it too.
+    pub fn channel_client(&self) -> Option<HttpClient> {
+        let parsed = parse_http_url(&self.urls.publish_url).ok()?;
+        self.inner.clients.trickle_for(&parsed).ok()
     }
 
     /// Waits until the job ends (closed, or dropped by the orchestrator).
@@ -407,7 +440,7 @@ async fn events_task(
 async fn payment_task(
     subscribe_url: String,
     http: Option<HttpClient>,
-    mut session: PaymentSession,
+    mut session: Payer,
     stats: Arc<Mutex<PaymentStats>>,
     ender: Ender,
 ) {
@@ -442,17 +475,22 @@ async fn payment_task(
         }
         let stop = tokio::select! {
             () = token.cancelled() => return,
-            s = session.handle_segment() => s,
+            s = session.pay_due() => s,
         };
         *stats.lock().unwrap_or_else(|p| p.into_inner()) = session.stats();
         if let Some(reason) = stop {
             warn!(?reason, "payments over; stopping the job");
             match reason {
                 StopReason::PriceExceeded => ender.end(EndReason::PriceExceeded),
+                StopReason::BudgetExhausted => ender.end_with(
+                    EndReason::BudgetExhausted,
+                    session.exhausted().map(ToString::to_string),
+                ),
                 StopReason::SessionGone | StopReason::Refused => {
                     ender.end(EndReason::SessionGone);
                 }
-                StopReason::InitialFailed(_) => {}
+                // A fixed-price session needs no more payments; the job goes on.
+                StopReason::Settled | StopReason::InitialFailed(_) => {}
             }
             return;
         }

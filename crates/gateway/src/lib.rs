@@ -16,9 +16,10 @@
 //! - [`Gateway::discover_runners`]: live runners from each orchestrator's `/discovery`, a
 //!   discovery URL or the signer, filtered by app and GPU, hostile answers tolerated, best
 //!   candidates first ([`order_candidates`]: free capacity, then price, then latency);
-//! - [`RunnerPriceCeiling`]: the most a runner is paid (default 5 USD per hour); runners
-//!   above it become rejections naming both prices, and the signer's `maxPrice` is the
-//!   discovery price plus 1.2 %, never above the ceiling;
+//! - [`Ceiling`]: the most the gateway pays on either flow (default 5 USD per hour, at the
+//!   720p30 pixel rate orchestrators bill); orchestrators and runners above it become
+//!   rejections naming both prices, and the signer's `maxPrice` is the offered price plus
+//!   1.2 %, never above the ceiling;
 //! - [`Gateway::reserve_session`] / [`Gateway::call_runner`]: the 402 challenge answered
 //!   through the signer, a payment loop for metered sessions, and a [`RunnerSession`] that
 //!   always stops at the orchestrator when closed;
@@ -50,6 +51,8 @@
 //! publishing video to the job's channels is the caller's business.
 #![warn(missing_docs)]
 
+mod budget;
+mod ceiling;
 mod config;
 mod discovery;
 mod error;
@@ -66,7 +69,9 @@ mod signer;
 mod tls;
 mod token;
 
-pub use config::{Fallback, LiveSettings, MaxPrice, Settings, TlsMode};
+pub use budget::{Budget, BudgetConfig, BudgetExhausted, BudgetLimit, PaymentRecord, Wallet};
+pub use ceiling::{BILLED_PIXELS_PER_HOUR, Ceiling, MaxPrice};
+pub use config::{Fallback, LiveSettings, Settings, TlsMode};
 pub use discovery::{DiscoverySource, LV2V_CAPABILITY, discover_orchestrators, lv2v_cap};
 pub use error::{Error, RejectReason, Rejection};
 pub use gateway::{Candidates, Gateway};
@@ -77,8 +82,7 @@ pub use payment::PaymentStats;
 pub use route::{Route, StartPolicy, StartedJob};
 pub use runner::{
     FundingEnd, PIXELS_PER_SECOND_720P30, PriceUnit, RunnerDiscovery, RunnerFilter, RunnerMode,
-    RunnerOffer, RunnerPrice, RunnerPriceCeiling, RunnerReply, RunnerRequest, RunnerSession,
-    order_candidates,
+    RunnerOffer, RunnerPrice, RunnerReply, RunnerRequest, RunnerSession, order_candidates,
 };
 pub use scope::{MediaChannels, ScopeChannel, ScopeJob, ScopeUrls};
 pub use signer::{ORCHESTRATOR_URL_HEADER, SignerMaterial};

@@ -5,13 +5,14 @@ use serde_json::{Value, json};
 use tracing::{debug, instrument};
 use url::Url;
 
+use crate::budget::Wallet;
 use crate::discovery::{lv2v_cap, origin, parse_http_url};
 use crate::error::{Error, RejectReason};
 use crate::gateway::Gateway;
 use crate::http::{describe, snippet};
 use crate::job::{JobUrls, Lv2vJob};
 use crate::orchestrator::lv2v_capabilities;
-use crate::payment::session::{PaymentSession, offchain_headers};
+use crate::payment::driver::{Payer, offchain_headers};
 use lpgw_proto::{Capabilities, OrchestratorInfo};
 
 /// Go-livepeer's AI worker authorization header value (server/ai_worker.go:38); O ignores it.
@@ -28,6 +29,9 @@ pub struct StartRequest {
     pub request_id: Option<String>,
     /// Caller's stream ID, for the orchestrator's logs.
     pub stream_id: Option<String>,
+    /// What the job's payments draw on (budgets, and an observer of accepted payments).
+    /// Default: no budget.
+    pub wallet: Wallet,
 }
 
 impl StartRequest {
@@ -153,13 +157,14 @@ impl Gateway {
             .map_err(|e| RejectReason::InvalidResponse(format!("bad transcoder url: {e}")))?;
         let (headers, mut session) = match &inner.signer {
             Some(signer) => {
-                let mut s = PaymentSession::new(
+                let mut s = Payer::lv2v(
                     inner.clone(),
                     signer.clone(),
                     orch_url.to_owned(),
                     info.clone(),
                     caps.clone(),
-                );
+                    req.wallet.clone(),
+                )?;
                 (s.opening().await?, Some(s))
             }
             None => (offchain_headers(&info), None),
@@ -191,12 +196,13 @@ impl Gateway {
             Err(e) => Err(transport_reason(&e, timeout)),
         };
         if let Some(s) = &mut session {
+            if let Ok(urls) = &reply {
+                s.set_manifest_id(&urls.manifest_id);
+            }
+            // The job start is the opening payment's post: only a job that started took it.
             s.handle_start_result(reply.is_ok());
         }
         let urls = reply?;
-        if let Some(s) = &mut session {
-            s.set_manifest_id(&urls.manifest_id);
-        }
         debug!(orchestrator = %orch_url, manifest = %urls.manifest_id, "job started");
         Ok(Lv2vJob::spawn(
             inner.clone(),

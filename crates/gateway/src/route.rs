@@ -227,7 +227,6 @@ impl Gateway {
         route: Route,
         rejections: &mut Vec<Rejection>,
     ) -> Option<ScopeJob> {
-        let live = &self.inner.settings.live;
         if offers.is_empty() {
             let what = if route == Route::Serverless {
                 "serverless entry"
@@ -240,7 +239,7 @@ impl Gateway {
             });
             return None;
         }
-        let (offers, over) = apply_ceiling(offers, &live.ceiling);
+        let (offers, over) = apply_ceiling(offers, &self.inner.settings.ceiling);
         rejections.extend(over);
         for offer in offers {
             let left = self
@@ -290,7 +289,7 @@ async fn try_runner(
     let path = app_start_path(req.model_id.trim());
     let mut job = match offer.mode {
         RunnerMode::Persistent => {
-            let session = RunnerSession::reserve(inner, offer).await?;
+            let session = RunnerSession::reserve(inner, offer, &req.wallet).await?;
             let reply = match session.call(&RunnerRequest::json(path, &body)).await {
                 Ok(r) => r,
                 Err(e) => {
@@ -337,7 +336,7 @@ async fn try_runner(
                 &body,
             );
             let url = rr.url(&offer.url)?;
-            let paid = paid_request(inner, offer, &url, &rr).await?;
+            let paid = paid_request(inner, offer, &url, &rr, &req.wallet).await?;
             let was_paid = paid.payer.is_some();
             let funding = funding_for(paid.payer);
             let parsed = match paid.resp.bytes().await {

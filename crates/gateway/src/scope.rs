@@ -380,6 +380,27 @@ impl ScopeJob {
             .or_else(|| self.funding.as_ref().and_then(Funding::end))
     }
 
+    /// Details of why payments stopped, where there are any (a budget's figures).
+    pub fn funding_detail(&self) -> Option<String> {
+        self.session
+            .as_ref()
+            .and_then(RunnerSession::funding_detail)
+            .or_else(|| self.funding.as_ref().and_then(Funding::end_detail))
+    }
+
+    /// The HTTP client for the stream's media channels, under the gateway's TLS policy and
+    /// pins (the same pin store as every other request to the orchestrator).
+    pub fn channel_client(&self) -> Option<lpgw_trickle::client::HttpClient> {
+        let url = crate::discovery::parse_http_url(&self.media.as_ref()?.input).ok()?;
+        self.inner.clients.trickle_for(&url).ok()
+    }
+
+    /// A token cancelled when the job ends (closed, events channel gone, or payments
+    /// stopped); cancel a child of it to tie other work to the job.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.token.clone()
+    }
+
     /// Whether the job has ended (closed, events channel gone, or payments stopped).
     pub fn is_closed(&self) -> bool {
         self.token.is_cancelled()

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, LiveConfig, PriceConfig};
 use lpgw_gateway::{
-    Error, Fallback, FundingEnd, RejectReason, Route, RunnerFilter, RunnerMode, RunnerOffer,
-    RunnerPriceCeiling, Settings, StartRequest, StartedJob,
+    Ceiling, Error, Fallback, FundingEnd, RejectReason, Route, RunnerFilter, RunnerMode,
+    RunnerOffer, Settings, StartRequest, StartedJob,
 };
 use serde_json::json;
 
@@ -76,15 +76,15 @@ fn settings(d: &DevnetHandle, fallback: Fallback) -> Settings {
     s.live.fallback = fallback;
     s.live.payment_interval = Duration::from_millis(300);
     // devnet's Scope runner (2 USD/hour) is within the default ceiling (5 USD/hour).
-    assert_eq!(s.live.ceiling, RunnerPriceCeiling::default());
+    assert_eq!(s.ceiling, Ceiling::default());
     s
 }
 
 /// A ceiling below devnet's Scope runner price (2 USD/hour).
-fn low_ceiling() -> RunnerPriceCeiling {
-    RunnerPriceCeiling {
+fn low_ceiling() -> Ceiling {
+    Ceiling {
         usd_per_hour: 1.0,
-        ..RunnerPriceCeiling::default()
+        ..Ceiling::default()
     }
 }
 
@@ -152,7 +152,7 @@ async fn every_attempt_is_listed_in_the_error() {
     let d = live_only_devnet().await;
     let mut s = settings(&d, Fallback::none());
     // Every runner is above this ceiling.
-    s.live.ceiling = low_ceiling();
+    s.ceiling = low_ceiling();
     s.live.fallback.legacy = true;
     let gw = lpgw_gateway::Gateway::new(s).unwrap();
     let err = within(30, gw.start(&StartRequest::new("scope")))
@@ -177,7 +177,7 @@ async fn every_attempt_is_listed_in_the_error() {
 
     // With fallback disabled, only the live-runner attempt is made and listed.
     let mut s = settings(&d, Fallback::none());
-    s.live.ceiling = low_ceiling();
+    s.ceiling = low_ceiling();
     let gw = lpgw_gateway::Gateway::new(s).unwrap();
     let err = within(30, gw.start(&StartRequest::new("scope")))
         .await

@@ -19,8 +19,8 @@ use base64::Engine as _;
 use common::{Signer, lock, signer, within};
 use lpgw_gateway::proto::{OrchestratorInfo, PaymentResult, PriceInfo, TicketParams};
 use lpgw_gateway::{
-    Error, Fallback, FundingEnd, Gateway, RejectReason, RunnerFilter, RunnerPriceCeiling,
-    RunnerSession, Settings, StartRequest,
+    Ceiling, Error, Fallback, FundingEnd, Gateway, RejectReason, RunnerFilter, RunnerSession,
+    Settings, StartRequest,
 };
 use prost::Message as _;
 use serde_json::{Value, json};
@@ -391,9 +391,9 @@ async fn a_challenge_above_the_ceiling_is_never_paid() {
     *lock(&f.state.challenge_price) = 1000;
     let s = signer().await;
     let mut set = settings(&f, Some(&s.url));
-    set.live.ceiling = RunnerPriceCeiling {
+    set.ceiling = Ceiling {
         wei_per_second: Some(100),
-        ..RunnerPriceCeiling::default()
+        ..Ceiling::default()
     };
     let gw = Gateway::new(set).unwrap();
     let err = reserve_first(&gw).await.unwrap_err();

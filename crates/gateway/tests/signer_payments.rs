@@ -66,6 +66,11 @@ async fn onchain_start_pays_with_the_signers_headers() {
     assert!(first.get("state").is_none());
     assert!(first.get("ManifestID").is_none());
     assert!(first["capabilities"].is_string());
+    // The signer is told the most it may pay: the price plus 1.2 %, in the lv2v unit.
+    assert_eq!(
+        first["maxPrice"],
+        serde_json::json!({"price": 11, "currency": "wei", "unit": "720p-pixel-seconds"})
+    );
     assert_eq!(job.payment_stats().paid, 1);
     within(10, job.close()).await;
 }
@@ -237,6 +242,39 @@ async fn price_exceeded_mid_session_ends_the_job_unpaid() {
     within(5, job.ended()).await;
     assert_eq!(job.end_reason(), Some(EndReason::PriceExceeded));
     assert!(lock(&o.state.payments).is_empty(), "nothing paid after 481");
+    assert_eq!(lock(&s.state.requests).len(), 2);
+    within(10, job.close()).await;
+}
+
+/// An orchestrator that raises its price above the ceiling in a payment answer is never
+/// paid at the new price: the next cycle stops without asking the signer, and the job ends.
+#[tokio::test]
+async fn a_price_raised_above_the_ceiling_is_never_paid() {
+    let o = orch(priced()).await;
+    let s = signer().await;
+    let mut set = settings(&[&o], &s);
+    set.ceiling.wei_per_pixel = Some(lpgw_gateway::MaxPrice {
+        price_per_unit: 20,
+        pixels_per_unit: 1,
+    });
+    let gw = Gateway::new(set).unwrap();
+    let job = start_noop(&gw).await.unwrap();
+    // The signer's maxPrice never exceeds the ceiling: 10 × 1.012 rounds up to 11 < 20.
+    assert_eq!(lock(&s.state.requests)[0]["maxPrice"]["price"], 11);
+    // From now on the orchestrator's answers carry 30 wei per pixel.
+    lock(&o.state.knobs).price = Some((30, 1));
+    let mut out = output_publisher(&job);
+    within(10, async {
+        while !job.is_closed() {
+            let _ = out.write_segment(Bytes::from_static(b"ts")).await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert_eq!(job.end_reason(), Some(EndReason::PriceExceeded));
+    // One periodic payment went out at the old price and its answer raised the price; the
+    // cycle after it asked nobody to pay 30.
+    assert_eq!(lock(&o.state.payments).len(), 1);
     assert_eq!(lock(&s.state.requests).len(), 2);
     within(10, job.close()).await;
 }

@@ -142,7 +142,7 @@ async fn pinned_client_reads_channels_and_other_certificates_are_refused() {
     assert!(events_url.starts_with("https://"));
 
     // Pinned to the orchestrator's certificate: the runner's events come through.
-    let pinned = pinned_to(h.certificate_der().unwrap());
+    let pinned = pinned_to(&h.certificate_der().unwrap());
     let mut events = JsonReader::new(
         &events_url,
         JsonReaderConfig {
@@ -182,7 +182,7 @@ async fn pinned_client_reads_channels_and_other_certificates_are_refused() {
     // Pinned to another orchestrator's certificate: refused.
     let mut wrong = Subscriber::new(
         &events_url,
-        config(pinned_to(other.certificate_der().unwrap())),
+        config(pinned_to(&other.certificate_der().unwrap())),
     )
     .unwrap();
     let r = bounded("wrong pin", wrong.next_segment()).await;

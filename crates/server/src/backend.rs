@@ -3,12 +3,11 @@
 //! models (default `scope`) through discovery → reserve → pay, others through the legacy
 //! LV2V flow, with fallbacks as the gateway settings say.
 
-use std::time::Duration;
-
 use lpgw_gateway::{
-    Error as GwError, Gateway, Lv2vJob, PaymentStats, Route, ScopeJob, Settings, StartRequest,
-    StartedJob, TlsMode,
+    EndReason, Error as GwError, FundingEnd, Gateway, Lv2vJob, PaymentStats, Route, ScopeJob,
+    Settings, StartRequest, StartedJob, Wallet,
 };
+use lpgw_trickle::client::HttpClient;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -60,6 +59,8 @@ pub(crate) struct StartSpec {
     pub(crate) stream_id: Option<String>,
     /// An orchestrator the caller asked for (already checked against the allow-list).
     pub(crate) orchestrator_url: Option<String>,
+    /// What the job's payments draw on.
+    pub(crate) wallet: Wallet,
 }
 
 /// Starts jobs through the gateway.
@@ -86,8 +87,9 @@ impl JobBackend {
     }
 
     /// Starts a job on the service's runtime (the gateway's start future is `Send`). A
-    /// caller-chosen orchestrator gets its own short-lived gateway with only that
-    /// orchestrator (same signer, TLS policy and routing).
+    /// caller-chosen orchestrator gets a gateway with only that orchestrator that shares
+    /// everything else with the service's: signer, routing, connections and the one TLS
+    /// pin store.
     ///
     /// The start runs as a task of its own: a caller that goes away mid-start (client
     /// disconnect drops the handler) must not abandon a half-started job, so a job that
@@ -97,13 +99,9 @@ impl JobBackend {
         req.params.clone_from(&spec.params);
         req.request_id.clone_from(&spec.request_id);
         req.stream_id.clone_from(&spec.stream_id);
+        req.wallet = spec.wallet.clone();
         let gateway = match &spec.orchestrator_url {
-            Some(url) => {
-                let mut s = self.settings.clone();
-                s.orchestrators = vec![url.clone()];
-                s.discovery_url = None;
-                Gateway::new(s)?
-            }
+            Some(url) => self.gateway.for_orchestrators(vec![url.clone()]),
             None => self.gateway.clone(),
         };
         let (reply, rx) = tokio::sync::oneshot::channel();
@@ -148,7 +146,9 @@ pub(crate) enum RunningJob {
 pub(crate) struct MediaEndpoints {
     pub(crate) publish_url: String,
     pub(crate) subscribe_url: String,
-    pub(crate) insecure_tls: bool,
+    /// The gateway's client for the job's channels: its TLS policy and pins, so media is
+    /// checked like control and events.
+    pub(crate) http: Option<HttpClient>,
 }
 
 impl RunningJob {
@@ -183,18 +183,17 @@ impl RunningJob {
         }
     }
 
-    pub(crate) fn media(&self, settings: &Settings) -> Option<MediaEndpoints> {
-        let insecure_tls = settings.tls != TlsMode::SystemRoots;
+    pub(crate) fn media(&self) -> Option<MediaEndpoints> {
         match self {
             Self::Lv2v(j) => Some(MediaEndpoints {
                 publish_url: j.urls().publish_url.clone(),
                 subscribe_url: j.urls().subscribe_url.clone(),
-                insecure_tls,
+                http: j.channel_client(),
             }),
             Self::Scope(j) => j.media().map(|m| MediaEndpoints {
                 publish_url: m.input.clone(),
                 subscribe_url: m.output.clone(),
-                insecure_tls,
+                http: j.channel_client(),
             }),
         }
     }
@@ -230,31 +229,38 @@ impl RunningJob {
         }
     }
 
-    /// Whether the job ended on its own (or was closed).
-    pub(crate) fn is_closed(&self) -> bool {
+    /// A token the gateway cancels when the job ends, whichever flow started it.
+    pub(crate) fn cancellation_token(&self) -> CancellationToken {
         match self {
-            Self::Lv2v(j) => j.is_closed(),
-            Self::Scope(j) => j.is_closed(),
+            Self::Lv2v(j) => j.cancellation_token(),
+            Self::Scope(j) => j.cancellation_token(),
         }
     }
 
-    /// A token the gateway cancels when the job ends, where it offers one.
-    pub(crate) fn cancellation_token(&self) -> Option<CancellationToken> {
-        match self {
-            Self::Lv2v(j) => Some(j.cancellation_token()),
-            Self::Scope(_) => None,
-        }
-    }
-
-    /// Why the job ended, as a message, when it ended on its own.
-    pub(crate) fn failure(&self) -> Option<String> {
-        match self {
+    /// Why the job ended, when it ended on its own.
+    pub(crate) fn failure(&self) -> Option<Failure> {
+        let (budget, detail, other) = match self {
             Self::Lv2v(j) => match j.end_reason() {
-                None | Some(lpgw_gateway::EndReason::Closed) => None,
-                Some(r) => Some(format!("{r:?}")),
+                None | Some(EndReason::Closed) => return None,
+                Some(EndReason::BudgetExhausted) => (true, j.end_detail(), String::new()),
+                Some(r) => (false, None, format!("{r:?}")),
             },
-            Self::Scope(j) => j.funding_end().map(|r| format!("{r:?}")),
-        }
+            Self::Scope(j) => match j.funding_end()? {
+                FundingEnd::BudgetExhausted => (true, j.funding_detail(), String::new()),
+                r => (false, None, format!("{r:?}")),
+            },
+        };
+        Some(if budget {
+            Failure {
+                code: "budget_exhausted",
+                message: detail.unwrap_or_else(|| "a spending budget ran out".into()),
+            }
+        } else {
+            Failure {
+                code: "job_ended",
+                message: other,
+            }
+        })
     }
 
     /// Stops payments and the session, deletes the channels, bounded in time.
@@ -266,11 +272,24 @@ impl RunningJob {
     }
 }
 
-/// How often a job without an end token is checked for having ended.
-pub(crate) const END_POLL: Duration = Duration::from_millis(250);
+/// Why a job ended on its own: a stable code for clients and the details for people.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    /// `budget_exhausted`, or `job_ended` for everything else.
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// A caller that goes away mid-start (its future dropped after the first poll) must not
@@ -296,6 +315,7 @@ mod tests {
             request_id: None,
             stream_id: None,
             orchestrator_url: None,
+            wallet: Wallet::default(),
         };
         let dropped = tokio::time::timeout(Duration::ZERO, backend.start(&spec)).await;
         assert!(dropped.is_err(), "the start finished on its first poll");

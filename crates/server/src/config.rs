@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use lpgw_gateway::{BudgetConfig, Ceiling};
 use serde::Deserialize;
 
 use crate::error::ConfigError;
@@ -62,6 +63,17 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Serve `/metrics` without a key. Default true.
     pub metrics_public: bool,
+    /// The most any job pays (`[ceiling]` in TOML); the CLI hands it to the gateway.
+    /// Default: 5 USD per hour on both flows (see [`Ceiling`]).
+    pub ceiling: Ceiling,
+    /// What each API key (or, when the service runs open, everyone together) may spend per
+    /// `budget_window_secs` (`[key_budget]`: `usd` and/or `wei`). Default: no limit.
+    pub key_budget: BudgetConfig,
+    /// What the whole service may spend per `budget_window_secs` (`[service_budget]`).
+    /// Default: no limit.
+    pub service_budget: BudgetConfig,
+    /// The sliding window budgets apply to. Default 86 400 s (a day).
+    pub budget_window_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +99,10 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 10,
             cors_origins: vec!["*".into()],
             metrics_public: true,
+            ceiling: Ceiling::default(),
+            key_budget: BudgetConfig::default(),
+            service_budget: BudgetConfig::default(),
+            budget_window_secs: 86_400,
         }
     }
 }
@@ -117,6 +133,11 @@ impl ServerConfig {
     /// The shutdown budget as a duration.
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_secs(self.shutdown_timeout_secs.max(1))
+    }
+
+    /// The budget window as a duration.
+    pub fn budget_window(&self) -> Duration {
+        Duration::from_secs(self.budget_window_secs.max(1))
     }
 
     /// Whether `model` starts through the live-runner flow.

@@ -20,6 +20,8 @@ pub(crate) struct ApiError {
     pub(crate) rejections: Option<Vec<(String, String)>>,
     /// Seconds for a `Retry-After` header, for 429 answers of a rate limit.
     pub(crate) retry_after: Option<u64>,
+    /// The figures of a budget that ran out (402 answers), as `"budget"`.
+    pub(crate) budget: Option<serde_json::Value>,
 }
 
 impl ApiError {
@@ -29,6 +31,23 @@ impl ApiError {
             message: message.into(),
             rejections: None,
             retry_after: None,
+            budget: None,
+        }
+    }
+
+    /// 402: a budget the caller's jobs draw on has nothing left; the body gives the figures.
+    pub(crate) fn budget_exhausted(e: &lpgw_gateway::BudgetExhausted) -> Self {
+        Self {
+            budget: Some(json!({
+                "name": e.name,
+                "spent_wei": e.spent_wei.to_string(),
+                "limit_wei": e.limit_wei.to_string(),
+                "needed_wei": e.needed_wei.to_string(),
+                "spent_usd": e.spent_usd,
+                "limit_usd": e.limit_usd,
+                "window_secs": e.window_secs,
+            })),
+            ..Self::new(StatusCode::PAYMENT_REQUIRED, e.to_string())
         }
     }
 
@@ -71,6 +90,15 @@ impl ApiError {
             {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            _ if !err.rejections().is_empty()
+                && err
+                    .rejections()
+                    .iter()
+                    .any(|r| matches!(r.reason, RejectReason::BudgetExhausted(_))) =>
+            {
+                // A budget ran out during the start: the caller's, not the upstream's.
+                StatusCode::PAYMENT_REQUIRED
+            }
             GwError::NoOrchestrators | GwError::NoDiscoverySource => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -81,6 +109,7 @@ impl ApiError {
             message: err.to_string(),
             rejections: Some(rejections),
             retry_after: None,
+            budget: None,
         }
     }
 }
@@ -108,7 +137,7 @@ pub(crate) fn reason_label(reason: &RejectReason) -> &'static str {
         RejectReason::Timeout(_) => "timeout",
         RejectReason::Rpc { .. } => "rpc",
         RejectReason::InvalidResponse(_) => "invalid_response",
-        RejectReason::OverPriceCeiling { .. } => "over_price_ceiling",
+        RejectReason::OverPriceCeiling(_) => "over_price_ceiling",
         RejectReason::AuthTokenExpired => "auth_token_expired",
         RejectReason::InsufficientCapacity => "insufficient_capacity",
         RejectReason::PaymentRefused { .. } => "payment_refused",
@@ -126,6 +155,7 @@ pub(crate) fn reason_label(reason: &RejectReason) -> &'static str {
         RejectReason::ChallengeRetries(_) => "challenge_retries",
         RejectReason::ScopeStart(_) => "scope_start",
         RejectReason::Unavailable(_) => "unavailable",
+        RejectReason::BudgetExhausted(_) => "budget_exhausted",
         _ => "other",
     }
 }
@@ -138,6 +168,9 @@ impl IntoResponse for ApiError {
                 .into_iter()
                 .map(|(url, reason)| json!({ "url": url, "reason": reason }))
                 .collect();
+        }
+        if let Some(b) = self.budget {
+            body["budget"] = b;
         }
         if let Some(secs) = self.retry_after {
             body["retry_after_secs"] = secs.into();

@@ -51,6 +51,8 @@ pub(crate) struct Job {
     pub(crate) seq: Mutex<SeqGate>,
     /// Numbered frames skipped because they were not newer than the last accepted.
     pub(crate) dropped_stale: AtomicU64,
+    /// What the job has paid, counted by its wallet.
+    pub(crate) spend: Arc<crate::spend::JobSpend>,
 }
 
 struct JobState {
@@ -81,6 +83,7 @@ impl Job {
         model_id: String,
         running: RunningJob,
         settings: &lpgw_gateway::Settings,
+        spend: Arc<crate::spend::JobSpend>,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         Self {
@@ -94,7 +97,7 @@ impl Job {
             has_payment_session: running.has_payment_session(settings),
             has_control: running.has_control(),
             cancel: CancellationToken::new(),
-            endpoints: running.media(settings),
+            endpoints: running.media(),
             handle: tokio::sync::Mutex::new(Some(running)),
             media: Mutex::new(None),
             state: Mutex::new(JobState {
@@ -106,6 +109,7 @@ impl Job {
             viewers: AtomicUsize::new(0),
             seq: Mutex::default(),
             dropped_stale: AtomicU64::new(0),
+            spend,
         }
     }
 
@@ -172,6 +176,7 @@ pub(crate) struct Tombstone {
     pub(crate) created_at: f64,
     pub(crate) phase: Phase,
     pub(crate) error: Option<String>,
+    pub(crate) spend: Arc<crate::spend::JobSpend>,
 }
 
 #[derive(Default)]
@@ -374,6 +379,7 @@ impl Registry {
             created_at: job.created_at,
             phase: job.phase(),
             error: job.error(),
+            spend: job.spend.clone(),
         };
         if g.ended_order.len() >= TOMBSTONES
             && let Some(old) = g.ended_order.pop_front()

@@ -50,6 +50,7 @@ mod routes_a;
 mod routes_b;
 mod seq;
 mod service;
+mod spend;
 mod sse;
 mod web;
 mod ws;
@@ -129,7 +130,9 @@ async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
         return e.into_response();
     }
     let payments = s.payment_totals().await;
-    let text = s.0.metrics.render(&s.job_counts(), &payments);
+    let text =
+        s.0.metrics
+            .render(&s.job_counts(), &payments, &s.job_spend_rows());
     (
         [(
             header::CONTENT_TYPE,

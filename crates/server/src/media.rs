@@ -90,14 +90,18 @@ pub(crate) struct MediaSettings {
 
 impl JobMedia {
     /// Starts encoder, decoder and both bridges; everything stops when `cancel` fires.
-    /// `on_output` runs for every decoded frame (phase tracking).
+    /// `on_output` runs for every decoded frame (phase tracking); `on_fault` when a media
+    /// channel fails for good (an unreachable orchestrator, a certificate that no longer
+    /// matches its pin), with the reason.
     pub(crate) fn start(
         ends: &MediaEndpoints,
         settings: MediaSettings,
         metrics: Arc<Metrics>,
         cancel: CancellationToken,
         on_output: impl Fn() + Send + Sync + 'static,
+        on_fault: impl Fn(String) + Send + Sync + 'static,
     ) -> Result<Arc<Self>, String> {
+        let on_fault = Arc::new(on_fault);
         let encoder = EncoderConfig {
             fps: settings.fps.max(1),
             ..EncoderConfig::default()
@@ -119,7 +123,7 @@ impl JobMedia {
             &ends.publish_url,
             lpgw_bridge::MPEG_TS,
             TricklePublisherConfig {
-                insecure_tls: ends.insecure_tls,
+                http: ends.http.clone(),
                 ..TricklePublisherConfig::default()
             },
         )
@@ -127,7 +131,7 @@ impl JobMedia {
         let mut sub = Subscriber::new(
             &ends.subscribe_url,
             SubscriberConfig {
-                insecure_tls: ends.insecure_tls,
+                http: ends.http.clone(),
                 ..SubscriberConfig::default()
             },
         )
@@ -136,6 +140,7 @@ impl JobMedia {
         let span = tracing::Span::current();
         let c = cancel.clone();
         let on_in = segment_observer(&metrics, Direction::In);
+        let fault = on_fault.clone();
         tokio::spawn(
             async move {
                 let opts = PublishOptions {
@@ -147,6 +152,7 @@ impl JobMedia {
                     publish_segments(segments, &mut trickle_pub, opts, StatsHandle::new(), c).await
                 {
                     warn!(error = %e, "input channel failed");
+                    fault(format!("input channel failed: {e}"));
                 }
             }
             .instrument(span.clone()),
@@ -162,6 +168,7 @@ impl JobMedia {
                 };
                 if let Err(e) = feed_output(&mut sub, &input, opts, StatsHandle::new(), c).await {
                     warn!(error = %e, "output channel failed");
+                    on_fault(format!("output channel failed: {e}"));
                 }
                 input.close();
             }

@@ -111,7 +111,8 @@ const DROP_LABELS: [&str; 5] = [
 ];
 
 /// Labels of the client-side limits a request can run into; always rendered, zero or not.
-pub(crate) const LIMIT_LABELS: [&str; 4] = [
+pub(crate) const LIMIT_LABELS: [&str; 5] = [
+    "budget",
     "start_rate_per_ip",
     "jobs_per_ip",
     "jobs_per_key",
@@ -141,6 +142,10 @@ pub(crate) struct Metrics {
     rejections: Mutex<BTreeMap<&'static str, u64>>,
     /// Requests refused by a client-side limit, by limit.
     limited: Mutex<BTreeMap<&'static str, u64>>,
+    /// Payments and their value in wei by key label, since start-up.
+    key_spend: Mutex<BTreeMap<String, (u64, u128)>>,
+    /// Jobs ended because a budget ran out.
+    pub(crate) budget_stops: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -160,8 +165,18 @@ impl Default for Metrics {
             segment_duration_out: Histogram::new(SEGMENT_BOUNDS),
             rejections: Mutex::default(),
             limited: Mutex::new(LIMIT_LABELS.iter().map(|l| (*l, 0)).collect()),
+            key_spend: Mutex::default(),
+            budget_stops: AtomicU64::new(0),
         }
     }
+}
+
+/// One running job's spend, for the `lpgw_job_spend_wei` gauge.
+#[derive(Debug, Clone)]
+pub(crate) struct JobSpendRow {
+    pub(crate) job_id: String,
+    pub(crate) key: String,
+    pub(crate) wei: u128,
 }
 
 /// Job counts by flow and phase, taken from the registry at scrape time.
@@ -200,6 +215,14 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    /// One accepted payment of a job started with the key labelled `key`.
+    pub(crate) fn key_paid(&self, key: String, wei: u128) {
+        let mut g = self.key_spend.lock().unwrap_or_else(|p| p.into_inner());
+        let e = g.entry(key).or_default();
+        e.0 = e.0.saturating_add(1);
+        e.1 = e.1.saturating_add(wei);
+    }
+
     /// A request refused by a client-side limit (one of [`LIMIT_LABELS`]).
     pub(crate) fn limited(&self, limit: &'static str) {
         *self
@@ -211,7 +234,12 @@ impl Metrics {
     }
 
     /// Prometheus text exposition.
-    pub(crate) fn render(&self, jobs: &JobCounts, payments: &PaymentTotals) -> String {
+    pub(crate) fn render(
+        &self,
+        jobs: &JobCounts,
+        payments: &PaymentTotals,
+        job_spend: &[JobSpendRow],
+    ) -> String {
         let mut o = String::new();
         o.push_str("# HELP lpgw_jobs Jobs held by the service, by flow and phase.\n");
         o.push_str("# TYPE lpgw_jobs gauge\n");
@@ -260,6 +288,42 @@ impl Metrics {
         for (flow, (_, v)) in payments {
             let _ = writeln!(o, "lpgw_payment_value_wei_total{{flow=\"{flow}\"}} {v}");
         }
+        o.push_str(
+            "# HELP lpgw_key_payments_total Payments accepted for jobs of each API key.\n\
+             # TYPE lpgw_key_payments_total counter\n",
+        );
+        let keys = self
+            .key_spend
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        for (key, (n, _)) in &keys {
+            let _ = writeln!(o, "lpgw_key_payments_total{{key=\"{key}\"}} {n}");
+        }
+        o.push_str(
+            "# HELP lpgw_key_spend_wei_total Expected value in wei paid for jobs of each API \
+             key.\n# TYPE lpgw_key_spend_wei_total counter\n",
+        );
+        for (key, (_, v)) in &keys {
+            let _ = writeln!(o, "lpgw_key_spend_wei_total{{key=\"{key}\"}} {v}");
+        }
+        o.push_str(
+            "# HELP lpgw_job_spend_wei Expected value in wei paid so far by each running job.\n\
+             # TYPE lpgw_job_spend_wei gauge\n",
+        );
+        for r in job_spend {
+            let _ = writeln!(
+                o,
+                "lpgw_job_spend_wei{{job_id=\"{}\",key=\"{}\"}} {}",
+                r.job_id, r.key, r.wei
+            );
+        }
+        counter(
+            &mut o,
+            "lpgw_budget_stops_total",
+            "Jobs ended because a spending budget ran out.",
+            self.budget_stops.load(Relaxed),
+        );
         o.push_str("# HELP lpgw_frames_dropped_total Frames dropped, by reason.\n");
         o.push_str("# TYPE lpgw_frames_dropped_total counter\n");
         for (i, name) in DROP_LABELS.iter().enumerate() {
@@ -348,7 +412,7 @@ mod tests {
         m.job_paid("lv2v", 1, 200);
         let mut payments = m.closed_payments();
         payments.insert("scope", (0, 0));
-        let text = m.render(&jobs, &payments);
+        let text = m.render(&jobs, &payments, &[]);
         assert!(text.contains("lpgw_payments_total{flow=\"lv2v\"} 3\n"));
         assert!(text.contains("lpgw_payment_value_wei_total{flow=\"lv2v\"} 500\n"));
         assert!(text.contains("lpgw_payments_total{flow=\"scope\"} 0\n"));
@@ -371,7 +435,7 @@ mod tests {
         m.segment_duration_in.observe(Duration::from_millis(600));
         m.segment_duration_out.observe(Duration::from_millis(400));
         m.segment_duration_out.observe(Duration::from_secs(20));
-        let text = m.render(&JobCounts::new(), &PaymentTotals::new());
+        let text = m.render(&JobCounts::new(), &PaymentTotals::new(), &[]);
         assert!(text.contains("# TYPE lpgw_segment_ack_seconds histogram\n"));
         assert!(
             text.contains("lpgw_segment_ack_seconds_bucket{direction=\"in\",le=\"0.001\"} 0\n")

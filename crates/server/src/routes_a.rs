@@ -44,6 +44,8 @@ pub(crate) fn start_spec(
         request_id: opt_str(b, "request_id")?,
         stream_id: opt_str(b, "stream_id")?,
         orchestrator_url: opt_str(b, "orchestrator_url")?,
+        // Set by the service at start, from the caller's key.
+        wallet: lpgw_gateway::Wallet::default(),
     })
 }
 
@@ -104,7 +106,8 @@ pub(crate) fn lookup(s: &AppState, id: &str, owner: Owner) -> Result<Arc<Job>, A
     Ok(job)
 }
 
-fn summary(j: &Job) -> Value {
+fn summary(s: &AppState, j: &Job) -> Value {
+    let (_, wei) = j.spend.get();
     json!({
         "job_id": j.id,
         "model_id": j.model_id,
@@ -113,6 +116,19 @@ fn summary(j: &Job) -> Value {
         "orchestrator_url": j.orchestrator_url,
         "media_started": j.media().is_some(),
         "phase": j.phase().as_str(),
+        "spent_wei": wei.to_string(),
+        "spent_usd": s.0.spending.usd(wei),
+    })
+}
+
+/// A job's spend for status answers: payments accepted, their value in wei (a decimal
+/// string: wei amounts outgrow JSON's safe integers) and in USD at the configured ETH price.
+pub(crate) fn spend_json(s: &AppState, spend: &crate::spend::JobSpend) -> Value {
+    let (payments, wei) = spend.get();
+    json!({
+        "payments": payments,
+        "spent_wei": wei.to_string(),
+        "spent_usd": s.0.spending.usd(wei),
     })
 }
 
@@ -126,7 +142,7 @@ pub(crate) async fn list_jobs(
         s.0.registry
             .list(owner)
             .iter()
-            .map(|j| summary(j))
+            .map(|j| summary(&s, j))
             .collect();
     Ok(Json(Value::Array(jobs)))
 }
@@ -139,18 +155,20 @@ pub(crate) async fn get_job(
 ) -> Result<Json<Value>, ApiError> {
     let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
-    let mut v = merge(summary(&j), job_urls(&j.id));
+    let mut v = merge(summary(&s, &j), job_urls(&j.id));
     v["has_payment_session"] = j.has_payment_session.into();
-    add_progress(&mut v, &j);
+    add_progress(&s, &mut v, &j);
     Ok(Json(v))
 }
 
 /// Adds a live job's error, if any, and its frame counters once media has started
 /// (shared with Family B's status).
-pub(crate) fn add_progress(v: &mut Value, j: &Job) {
+pub(crate) fn add_progress(s: &AppState, v: &mut Value, j: &Job) {
     if let Some(e) = j.error() {
         v["error"] = e.into();
     }
+    v["spend"] = spend_json(s, &j.spend);
+    v["key_spend"] = s.0.spending.owner_json(j.owner);
     if let Some(p) = j.payments_json() {
         v["payments"] = p;
     }

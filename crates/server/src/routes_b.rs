@@ -66,7 +66,7 @@ pub(crate) async fn status(
             "orchestrator_url": j.orchestrator_url,
             "media_started": j.media().is_some(),
         });
-        add_progress(&mut v, &j);
+        add_progress(&s, &mut v, &j);
         return Ok(Json(v));
     }
     let t =
@@ -83,6 +83,7 @@ pub(crate) async fn status(
     if let Some(e) = t.error {
         v["error"] = e.into();
     }
+    v["spend"] = crate::routes_a::spend_json(&s, &t.spend);
     Ok(Json(v))
 }
 
@@ -216,12 +217,15 @@ pub(crate) async fn list(
             .list(owner)
             .iter()
             .map(|j| {
+                let (_, wei) = j.spend.get();
                 json!({
                     "stream_id": j.id,
                     "model_id": j.model_id,
                     "flow": j.flow.as_str(),
                     "phase": j.phase().as_str(),
                     "created_at": j.created_at,
+                    "spent_wei": wei.to_string(),
+                    "spent_usd": s.0.spending.usd(wei),
                 })
             })
             .collect();

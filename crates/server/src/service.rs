@@ -21,6 +21,7 @@ use crate::media::{JobMedia, MediaSettings};
 use crate::metrics::{JobCounts, Metrics};
 use crate::phase::{Phase, PhaseEvent};
 use crate::ratelimit::{MAX_TRACKED, RateLimiter};
+use crate::spend::{JobSpend, Spending};
 
 /// The shared state of the service: configuration, keys, the job registry, the gateway and
 /// the metrics. Cheap to clone.
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     start_limiter: Option<Mutex<RateLimiter<IpAddr>>>,
     /// Cancelled when the service shuts down: WebSocket and SSE connections end.
     pub(crate) shutdown: CancellationToken,
+    /// Budgets and spend per key and for the service.
+    pub(crate) spending: Arc<Spending>,
 }
 
 impl AppState {
@@ -79,6 +82,7 @@ impl AppState {
             trusted_proxies,
             start_limiter,
             shutdown: CancellationToken::new(),
+            spending: Arc::new(Spending::new(&config)),
             config,
         }))
     }
@@ -132,31 +136,33 @@ impl Shared {
     }
 }
 
-/// Cancels the job's token when the gateway job ends on its own: at once where the gateway
-/// offers an end token, by polling otherwise.
-async fn link_end(job: Weak<Job>, gw_token: Option<CancellationToken>) {
+/// Cancels the job's token when the gateway job ends on its own. Before that, a job that
+/// failed (a budget ran out, payments were refused) records why and tells its event viewers
+/// with an `error` event, so they see it before their streams close.
+async fn link_end(job: Weak<Job>, gw_token: CancellationToken, metrics: Arc<Metrics>) {
     let Some(ours) = job.upgrade().map(|j| j.cancel.clone()) else {
         return;
     };
-    match gw_token {
-        Some(t) => tokio::select! {
-            () = t.cancelled() => {}
-            () = ours.cancelled() => return,
-        },
-        None => loop {
-            tokio::select! {
-                () = ours.cancelled() => return,
-                () = tokio::time::sleep(crate::backend::END_POLL) => {}
+    tokio::select! {
+        () = gw_token.cancelled() => {}
+        () = ours.cancelled() => return,
+    }
+    if let Some(j) = job.upgrade() {
+        let failure = match j.handle.lock().await.as_ref() {
+            Some(h) => h.failure(),
+            None => None,
+        };
+        if let Some(f) = failure {
+            if f.code == "budget_exhausted" {
+                metrics.budget_stops.fetch_add(1, Relaxed);
             }
-            let Some(j) = job.upgrade() else { return };
-            let ended = match j.handle.try_lock() {
-                Ok(g) => g.as_ref().is_none_or(|h| h.is_closed()),
-                Err(_) => false,
-            };
-            if ended {
-                break;
-            }
-        },
+            let _ = j.events.send(serde_json::json!({
+                "type": "error",
+                "error": f.code,
+                "message": f.message,
+            }));
+            j.fail(f.to_string());
+        }
     }
     ours.cancel();
 }
@@ -196,7 +202,7 @@ impl AppState {
         &self,
         owner: Owner,
         ip: Option<IpAddr>,
-        spec: StartSpec,
+        mut spec: StartSpec,
     ) -> Result<Arc<Job>, ApiError> {
         let s = &self.0;
         if let Some(url) = &spec.orchestrator_url
@@ -212,11 +218,19 @@ impl AppState {
                 "shutting down",
             ));
         }
+        s.spending.check(owner).map_err(|e| {
+            s.metrics.limited("budget");
+            ApiError::budget_exhausted(&e)
+        })?;
         let reservation = s.registry.reserve(owner, ip).map_err(|hit| {
             s.metrics.limited(hit.label());
             ApiError::from(hit)
         })?;
         let id = new_job_id();
+        let spend = Arc::new(JobSpend::default());
+        spec.wallet = s
+            .spending
+            .wallet(owner, &id, spend.clone(), s.metrics.clone());
         let span = info_span!("job", job_id = %id, model = %spec.model_id, owner = %owner.label());
         let t0 = Instant::now();
         let started = s.backend.start(&spec).instrument(span.clone()).await;
@@ -243,6 +257,7 @@ impl AppState {
             spec.model_id.clone(),
             running,
             s.backend.settings(),
+            spend,
         ));
         if job.flow.speaks_scope() && job.endpoints.is_some() {
             // The gateway returns Scope jobs with their stream already started.
@@ -250,7 +265,7 @@ impl AppState {
         }
         s.registry.insert(reservation, job.clone());
         span.in_scope(|| info!(flow = job.flow.as_str(), ?route, "job started"));
-        tokio::spawn(link_end(Arc::downgrade(&job), gw_token));
+        tokio::spawn(link_end(Arc::downgrade(&job), gw_token, s.metrics.clone()));
 
         if let Some(mut rx) = events {
             let weak = Arc::downgrade(&job);
@@ -276,11 +291,8 @@ impl AppState {
                 cancel.cancelled().await;
                 let Some(job) = weak.upgrade() else { return };
                 if this.0.registry.remove(&job.id).is_some() {
-                    let reason = match job.handle.lock().await.as_ref() {
-                        Some(h) => h.failure(),
-                        None => None,
-                    }
-                    .unwrap_or_else(|| "job ended".into());
+                    // `link_end` (or a media fault) recorded why, where there was a reason.
+                    let reason = job.error().unwrap_or_else(|| "job ended".into());
                     warn!(%reason, "job ended on its own");
                     job.fail(reason.clone());
                     this.finish(&job).await;
@@ -344,6 +356,7 @@ impl AppState {
             jpeg_quality: self.0.config.jpeg_quality,
         };
         let weak: Weak<Job> = Arc::downgrade(job);
+        let weak_fault = weak.clone();
         let span = info_span!("media", job_id = %job.id);
         let m = span
             .in_scope(|| {
@@ -355,6 +368,19 @@ impl AppState {
                     move || {
                         if let Some(j) = weak.upgrade() {
                             j.on(PhaseEvent::OutputFrame);
+                        }
+                    },
+                    move |why| {
+                        // The job cannot carry video any more: say so in status and events.
+                        if let Some(j) = weak_fault.upgrade()
+                            && !j.is_ended()
+                        {
+                            let _ = j.events.send(serde_json::json!({
+                                "type": "error",
+                                "error": "media_failed",
+                                "message": why,
+                            }));
+                            j.fail(format!("media_failed: {why}"));
                         }
                     },
                 )
@@ -398,6 +424,20 @@ impl AppState {
             }
         }
         m
+    }
+
+    /// What each running job has paid, for `/metrics`.
+    pub(crate) fn job_spend_rows(&self) -> Vec<crate::metrics::JobSpendRow> {
+        self.0
+            .registry
+            .all()
+            .into_iter()
+            .map(|j| crate::metrics::JobSpendRow {
+                job_id: j.id.clone(),
+                key: j.owner.label(),
+                wei: j.spend.get().1,
+            })
+            .collect()
     }
 
     /// Job counts for `/metrics`.

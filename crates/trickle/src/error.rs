@@ -129,12 +129,20 @@ impl fmt::Debug for TransportError {
 
 impl fmt::Display for TransportError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The URL was stripped on construction: trickle URLs are bearer capabilities.
-        fmt::Display::fmt(&self.0, f)?;
-        if let Some(src) = std::error::Error::source(&*self.0) {
-            write!(f, ": {src}")?;
+        // The URL was stripped on construction: trickle URLs are bearer capabilities. The
+        // whole cause chain is written: the reason a TLS handshake failed (a certificate
+        // that does not match its pin) sits several levels down.
+        let mut text = self.0.to_string();
+        let mut src = std::error::Error::source(&*self.0);
+        while let Some(e) = src {
+            let part = e.to_string();
+            if !text.contains(&part) {
+                text.push_str(": ");
+                text.push_str(&part);
+            }
+            src = e.source();
         }
-        Ok(())
+        f.write_str(&text)
     }
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod demo;
 pub(crate) mod devnet;
 pub(crate) mod job;
 pub(crate) mod orch;
+pub(crate) mod pay;
 pub(crate) mod runners;
 pub(crate) mod serve;
 pub(crate) mod stream;

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 use lpgw_gateway::{
-    Error, Gateway, MaxPrice, OrchestratorSummary, Settings, StartRequest, TlsMode, Token,
-    lv2v_cap, lv2v_capabilities,
+    Error, Gateway, OrchestratorSummary, Settings, StartRequest, TlsMode, Token, Wallet, lv2v_cap,
+    lv2v_capabilities,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
@@ -40,29 +40,14 @@ pub(crate) struct GatewayArgs {
     /// TLS policy for orchestrators.
     #[arg(long, value_enum, default_value = "tofu")]
     tls: TlsArg,
-    /// Price ceiling as `WEI` per pixel or `WEI/PIXELS`; pricier orchestrators are skipped.
-    #[arg(long)]
-    max_price: Option<String>,
     /// Timeout of one GetOrchestrator call, in milliseconds.
     #[arg(long, default_value_t = 8000)]
     probe_timeout_ms: u64,
     /// Timeout of `POST /live-video-to-video`, in milliseconds.
     #[arg(long, default_value_t = 5000)]
     start_timeout_ms: u64,
-}
-
-fn parse_max_price(s: &str) -> anyhow::Result<MaxPrice> {
-    let (a, b) = s.trim().split_once('/').unwrap_or((s.trim(), "1"));
-    let price_per_unit: i64 = a.trim().parse().context("max price: wei is not a number")?;
-    let pixels_per_unit: i64 = b.trim().parse().context("max price: bad unit count")?;
-    anyhow::ensure!(
-        price_per_unit >= 0 && pixels_per_unit > 0,
-        "max price must be >= 0 wei per a positive number of units"
-    );
-    Ok(MaxPrice {
-        price_per_unit,
-        pixels_per_unit,
-    })
+    #[command(flatten)]
+    pub(crate) pay: super::pay::PayArgs,
 }
 
 impl GatewayArgs {
@@ -77,7 +62,7 @@ impl GatewayArgs {
                 TlsArg::Skip => TlsMode::SkipVerification,
                 TlsArg::System => TlsMode::SystemRoots,
             },
-            max_price: self.max_price.as_deref().map(parse_max_price).transpose()?,
+            ceiling: self.pay.resolve()?.0,
             probe_timeout: Duration::from_millis(self.probe_timeout_ms),
             start_timeout: Duration::from_millis(self.start_timeout_ms),
             ..Settings::default()
@@ -90,6 +75,11 @@ impl GatewayArgs {
 
     fn gateway(&self) -> anyhow::Result<Gateway> {
         Ok(Gateway::new(self.settings()?)?)
+    }
+
+    /// What one command's payments draw on: the `--budget-*` budget, if any.
+    pub(crate) fn wallet(&self) -> anyhow::Result<Wallet> {
+        Ok(self.pay.resolve()?.1)
     }
 }
 
@@ -291,6 +281,7 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
     let shutdown = super::shutdown_signal();
     let gateway = args.gateway.gateway()?;
     let mut req = StartRequest::new(args.model.clone());
+    req.wallet = args.gateway.wallet()?;
     if let Some(p) = &args.params {
         req.params = Some(serde_json::from_str(p).context("--params is not JSON")?);
     }
@@ -381,19 +372,5 @@ async fn read_control(tx: tokio::sync::mpsc::Sender<Option<Value>>) {
                 return;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn max_price_parses_rates() {
-        let p = parse_max_price("1300/1000").unwrap();
-        assert_eq!((p.price_per_unit, p.pixels_per_unit), (1300, 1000));
-        assert_eq!(parse_max_price("7").unwrap().pixels_per_unit, 1);
-        assert!(parse_max_price("1/0").is_err());
-        assert!(parse_max_price("x").is_err());
     }
 }

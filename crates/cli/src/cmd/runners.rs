@@ -17,22 +17,14 @@ pub(crate) struct RunnersArgs {
     /// Only runners on this GPU (repeatable), e.g. `H100`.
     #[arg(long = "gpu")]
     gpus: Vec<String>,
-    /// USD per ETH for the USD column and the ceiling.
-    #[arg(long, default_value_t = 2000.0)]
-    eth_usd: f64,
-    /// Ceiling in USD per hour for metered runners.
-    #[arg(long, default_value_t = 5.0)]
-    max_usd_per_hour: f64,
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
 }
 
 pub(crate) async fn run(args: RunnersArgs) -> anyhow::Result<()> {
-    let mut settings = args.gateway.settings()?;
-    settings.live.ceiling.eth_usd = args.eth_usd;
-    settings.live.ceiling.usd_per_hour = args.max_usd_per_hour;
-    let ceiling = settings.live.ceiling;
+    let settings = args.gateway.settings()?;
+    let ceiling = settings.ceiling;
     let gw = Gateway::new(settings)?;
     let filter = RunnerFilter {
         apps: args.apps.clone(),
@@ -51,7 +43,7 @@ pub(crate) async fn run(args: RunnersArgs) -> anyhow::Result<()> {
                     "capacity_available": o.capacity_available,
                     "price_wei": o.price.map(|p| p.wei.to_string()),
                     "unit": o.price.map(|p| p.unit.as_str()),
-                    "usd": o.price.map(|p| p.usd(args.eth_usd)),
+                    "usd": o.price.map(|p| p.usd(ceiling.eth_usd)),
                     "within_ceiling": o.price.is_none_or(|p| ceiling.check(&p).is_ok()),
                 })
             })
@@ -84,7 +76,7 @@ pub(crate) async fn run(args: RunnersArgs) -> anyhow::Result<()> {
                 let flag = if ceiling.check(&p).is_ok() { "" } else { " !" };
                 (
                     format!("{}/{}", p.wei, p.unit),
-                    format!("${:.4}/{per}{flag}", p.usd(args.eth_usd)),
+                    format!("${:.4}/{per}{flag}", p.usd(ceiling.eth_usd)),
                 )
             }
             None => ("-".into(), "free".into()),

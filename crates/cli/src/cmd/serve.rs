@@ -12,12 +12,29 @@ use clap::Args;
 use lpgw_gateway::{Gateway, Settings, TlsMode, Token};
 use lpgw_server::{AppState, ServerConfig};
 
+use super::pay::{PayArgs, merge_budget};
+
+/// What the service configuration decides for the gateway: live-runner models and the
+/// ceiling (logged, so an operator sees what is in force).
+pub(crate) fn apply_service(settings: &mut Settings, config: &ServerConfig) {
+    settings.live.models.clone_from(&config.live_runner_models);
+    settings.ceiling = config.ceiling;
+    tracing::info!(
+        "{}",
+        super::pay::describe(&settings.ceiling, config.budget_window())
+    );
+}
+
 /// Options of `lpgw serve`.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "LPGW_LISTEN", default_value = "127.0.0.1:8000")]
     pub(crate) listen: SocketAddr,
+    #[command(flatten)]
+    pub(crate) service: ServiceArgs,
+    #[command(flatten)]
+    pub(crate) pay: PayArgs,
     /// Orchestrator URLs, comma separated (empty: discovery or the signer's list).
     #[arg(long, env = "ORCHESTRATOR_URL", value_delimiter = ',')]
     pub(crate) orch: Vec<String>,
@@ -33,9 +50,11 @@ pub(crate) struct ServeArgs {
     /// Orchestrator certificate policy: `tofu` (default), `insecure` or `system`.
     #[arg(long, default_value = "tofu")]
     pub(crate) tls: String,
-    /// TOML configuration file for the service settings.
-    #[arg(long, env = "LPGW_CONFIG")]
-    pub(crate) config: Option<PathBuf>,
+}
+
+/// The service's own options, shared by `serve` and `demo`.
+#[derive(Debug, Args)]
+pub(crate) struct ServiceArgs {
     /// API keys, comma separated (none: the service runs open).
     #[arg(long, env = "API_KEYS", value_delimiter = ',', hide_env_values = true)]
     pub(crate) api_keys: Vec<String>,
@@ -78,15 +97,22 @@ pub(crate) struct ServeArgs {
     /// Output JPEG quality.
     #[arg(long, env = "JPEG_QUALITY")]
     pub(crate) jpeg_quality: Option<u8>,
+    /// The most each API key's jobs may pay per budget window, in USD (everyone together
+    /// when the service runs open).
+    #[arg(long, env = "LPGW_KEY_BUDGET_USD")]
+    pub(crate) key_budget_usd: Option<f64>,
+    /// The most each API key's jobs may pay per budget window, in wei.
+    #[arg(long, env = "LPGW_KEY_BUDGET_WEI")]
+    pub(crate) key_budget_wei: Option<u128>,
 }
 
-impl ServeArgs {
-    /// The service settings: file, then environment and flags.
-    pub(crate) fn server_config(&self) -> anyhow::Result<ServerConfig> {
-        let mut c = match &self.config {
-            Some(p) => ServerConfig::from_toml_file(p)?,
-            None => ServerConfig::default(),
-        };
+impl ServiceArgs {
+    /// The service settings: the file, then environment and flags (pricing and budgets
+    /// included).
+    pub(crate) fn server_config(&self, pay: &PayArgs) -> anyhow::Result<ServerConfig> {
+        let mut c = pay.file()?;
+        pay.apply(&mut c)?;
+        merge_budget(&mut c.key_budget, self.key_budget_usd, self.key_budget_wei);
         if !self.api_keys.is_empty() {
             c.api_keys.clone_from(&self.api_keys);
         }
@@ -139,7 +165,9 @@ impl ServeArgs {
         }
         Ok(c)
     }
+}
 
+impl ServeArgs {
     /// The gateway settings: flags, then the token's values.
     pub(crate) fn gateway_settings(&self) -> anyhow::Result<Settings> {
         let mut s = Settings {
@@ -168,9 +196,9 @@ impl ServeArgs {
 
 /// Runs the service until SIGINT or SIGTERM, then closes every job and returns.
 pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let config = args.server_config()?;
+    let config = args.service.server_config(&args.pay)?;
     let mut settings = args.gateway_settings()?;
-    settings.live.models.clone_from(&config.live_runner_models);
+    apply_service(&mut settings, &config);
     let gateway = Gateway::new(settings)?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

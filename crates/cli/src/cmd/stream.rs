@@ -459,6 +459,7 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
     let settings = match &devnet {
         Some(d) => Settings {
             orchestrators: vec![d.orchestrator_url().to_owned()],
+            ceiling: args.gateway.pay.resolve()?.0,
             ..Settings::default()
         },
         None => args.gateway.settings()?,
@@ -473,6 +474,7 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
     }
     let req = StartRequest {
         params: (!params.is_empty()).then(|| params.into()),
+        wallet: args.gateway.wallet()?,
         ..StartRequest::new(args.model.clone())
     };
     // The routing policy picks the flow: live-runner models (`scope`) through discovery,

@@ -94,6 +94,8 @@ pub(crate) struct Orch {
     pub(crate) status_interval: Duration,
     pub(crate) tickets: Mutex<TicketBook>,
     pub(crate) ledger: Mutex<Ledger>,
+    /// Every accepted payment, for `GET /devnet/ledger`.
+    pub(crate) receipts: Mutex<crate::receipts::Receipts>,
     pub(crate) capacity: Mutex<Capacity>,
     pub(crate) sessions: Mutex<HashMap<String, CancellationToken>>,
     pub(crate) trickle: TrickleServer,
@@ -142,6 +144,7 @@ impl Orch {
             payment_interval: cfg.payment_interval,
             status_interval: cfg.status_interval,
             ledger: Mutex::new(Ledger::default()),
+            receipts: Mutex::default(),
             capacity: Mutex::new(Capacity::default()),
             sessions: Mutex::new(HashMap::new()),
             trickle,
@@ -153,6 +156,10 @@ impl Orch {
 
     pub(crate) fn ledger(&self) -> MutexGuard<'_, Ledger> {
         lock(&self.ledger)
+    }
+
+    pub(crate) fn receipts(&self) -> MutexGuard<'_, crate::receipts::Receipts> {
+        lock(&self.receipts)
     }
 
     pub(crate) fn tickets(&self) -> MutexGuard<'_, TicketBook> {
@@ -257,6 +264,7 @@ pub(crate) fn router(orch: Arc<Orch>) -> Router {
     let http = Router::new()
         .route("/live-video-to-video", post(lv2v::start))
         .route("/payment", post(payment::payment))
+        .route("/devnet/ledger", axum::routing::get(payment::ledger))
         .with_state(orch.clone());
     Router::new()
         .merge(grpc::router(orch.clone()))

@@ -44,6 +44,7 @@ pub(super) fn process(o: &Orch, payment: &Payment, mid: &str, now: i64) -> Resul
     let mut ledger = o.ledger();
     ledger.pin(&key, price, at);
     ledger.credit(&key, credit, at);
+    o.receipts().record(&payment.sender, mid, credit);
     tracing::debug!(
         manifest = mid,
         tickets = payment.ticket_sender_params.len(),
@@ -52,6 +53,11 @@ pub(super) fn process(o: &Orch, payment: &Payment, mid: &str, now: i64) -> Resul
         "payment credited"
     );
     Ok(())
+}
+
+/// `GET /devnet/ledger`: what this orchestrator was paid (see [`crate::receipts`]).
+pub(super) async fn ledger(State(o): State<Arc<Orch>>) -> Response {
+    json_ok(&o.receipts().to_json())
 }
 
 fn price_info(p: Price) -> PriceInfo {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use lpgw_proto::OrchestratorInfo;
 
-use crate::config::MaxPrice;
+use crate::ceiling::Ceiling;
 use crate::error::{RejectReason, Rejection};
 
 /// One probed orchestrator.
@@ -28,7 +28,7 @@ pub(crate) struct Probe {
 /// `now_unix` is the wall clock in seconds.
 pub(crate) fn assess(
     info: &OrchestratorInfo,
-    max_price: Option<MaxPrice>,
+    ceiling: &Ceiling,
     now_unix: i64,
 ) -> Result<(), RejectReason> {
     if info.transcoder.trim().is_empty() {
@@ -38,13 +38,10 @@ pub(crate) fn assess(
         Some(t) if t.expiration > now_unix => {}
         _ => return Err(RejectReason::AuthTokenExpired),
     }
-    if let (Some(max), Some(p)) = (max_price, &info.price_info)
-        && max.is_exceeded_by(p.price_per_unit, p.pixels_per_unit)
-    {
-        return Err(RejectReason::OverPriceCeiling {
-            price_per_unit: p.price_per_unit,
-            pixels_per_unit: p.pixels_per_unit,
-        });
+    if let Some(p) = &info.price_info {
+        ceiling
+            .check_lv2v(p.price_per_unit, p.pixels_per_unit)
+            .map_err(RejectReason::OverPriceCeiling)?;
     }
     Ok(())
 }
@@ -53,7 +50,7 @@ pub(crate) fn assess(
 /// and one rejection per failed or unusable orchestrator (in input order).
 pub(crate) fn rank(
     probes: Vec<Probe>,
-    max_price: Option<MaxPrice>,
+    ceiling: &Ceiling,
     now_unix: i64,
 ) -> (Vec<(String, OrchestratorInfo)>, Vec<Rejection>) {
     let mut ok = Vec::new();
@@ -61,7 +58,7 @@ pub(crate) fn rank(
     for p in probes {
         match p
             .result
-            .and_then(|info| assess(&info, max_price, now_unix).map(|()| info))
+            .and_then(|info| assess(&info, ceiling, now_unix).map(|()| info))
         {
             Ok(info) => ok.push((p.elapsed, p.url, info)),
             Err(reason) => rejections.push(Rejection { url: p.url, reason }),
@@ -116,7 +113,7 @@ mod tests {
             probe("mid", 100, Ok(info(None))),
             probe("mid2", 100, Ok(info(None))),
         ];
-        let (ok, rejected) = rank(probes, None, NOW);
+        let (ok, rejected) = rank(probes, &Ceiling::default(), NOW);
         let order: Vec<_> = ok.iter().map(|(u, _)| u.as_str()).collect();
         assert_eq!(order, ["fast", "mid", "mid2", "slow"]);
         assert_eq!(
@@ -130,29 +127,31 @@ mod tests {
 
     #[test]
     fn over_the_ceiling_is_skipped_with_a_reason() {
-        let max = Some(MaxPrice {
-            price_per_unit: 10,
-            pixels_per_unit: 1,
-        });
+        let max = Ceiling {
+            wei_per_pixel: Some(crate::MaxPrice {
+                price_per_unit: 10,
+                pixels_per_unit: 1,
+            }),
+            ..Ceiling::default()
+        };
         let probes = vec![
             probe("cheap", 50, Ok(info(Some((10, 1))))),
             probe("dear", 1, Ok(info(Some((11, 1))))),
             probe("free", 70, Ok(info(None))),
         ];
-        let (ok, rejected) = rank(probes, max, NOW);
+        let (ok, rejected) = rank(probes, &max, NOW);
         assert_eq!(
             ok.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(),
             ["cheap", "free"]
         );
-        assert_eq!(
-            rejected,
-            [Rejection {
-                url: "dear".into(),
-                reason: RejectReason::OverPriceCeiling {
-                    price_per_unit: 11,
-                    pixels_per_unit: 1
-                },
-            }]
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].url, "dear");
+        let RejectReason::OverPriceCeiling(why) = &rejected[0].reason else {
+            panic!("{:?}", rejected[0].reason);
+        };
+        assert!(
+            why.contains("price 11 wei/pixel") && why.contains("ceiling 10 wei/pixel"),
+            "{why}"
         );
     }
 
@@ -165,18 +164,18 @@ mod tests {
         let mut no_transcoder = info(None);
         no_transcoder.transcoder.clear();
         assert_eq!(
-            assess(&expired, None, NOW),
+            assess(&expired, &Ceiling::default(), NOW),
             Err(RejectReason::AuthTokenExpired)
         );
         assert_eq!(
-            assess(&missing, None, NOW),
+            assess(&missing, &Ceiling::default(), NOW),
             Err(RejectReason::AuthTokenExpired)
         );
         assert!(matches!(
-            assess(&no_transcoder, None, NOW),
+            assess(&no_transcoder, &Ceiling::default(), NOW),
             Err(RejectReason::InvalidResponse(_))
         ));
-        assert_eq!(assess(&info(None), None, NOW), Ok(()));
+        assert_eq!(assess(&info(None), &Ceiling::default(), NOW), Ok(()));
     }
 
     #[test]
@@ -191,7 +190,7 @@ mod tests {
                 probe(&format!("o{i}"), 10 * (10 - i), r)
             })
             .collect();
-        let (ok, rejected) = rank(probes, None, NOW);
+        let (ok, rejected) = rank(probes, &Ceiling::default(), NOW);
         assert_eq!(ok.len() + rejected.len(), 10);
         assert_eq!(
             ok.iter().map(|(u, _)| u.as_str()).collect::<Vec<_>>(),

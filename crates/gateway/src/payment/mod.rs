@@ -1,7 +1,8 @@
-//! Payments for LV2V jobs: the pure decisions ([`state`]) and the session that acts on them.
+//! Payments for both flows: the pure decisions ([`state`]), the one driver that acts on them
+//! ([`driver`]), and the value of a signed payment ([`value`]).
 
-pub(crate) mod session;
+pub(crate) mod driver;
 pub(crate) mod state;
 pub(crate) mod value;
 
-pub use session::PaymentStats;
+pub use driver::PaymentStats;

@@ -33,11 +33,30 @@ pub(crate) enum PostOutcome {
     Ok,
     /// The orchestrator no longer knows the session (404): stop paying.
     Gone,
-    /// A refusal that will not change on a retry (a 4xx other than 404, 408 and 429):
+    /// The session is fixed-price and needs no more payments (409): stop paying, but the
+    /// session goes on.
+    Settled,
+    /// A refusal that will not change on a retry (a 4xx other than 404, 408, 409 and 429):
     /// stop paying.
     Refused,
-    /// Any other failure; the next cycle tries again.
+    /// Any other failure (transport, 408, 429, 5xx); the next cycle tries again.
     Failed,
+}
+
+impl PostOutcome {
+    /// What an HTTP status from the orchestrator means for a payment, on every flow: the
+    /// legacy `POST /payment`, a live-runner session payment, and the paid retry of a
+    /// reservation or start.
+    pub(crate) fn from_status(status: u16) -> Self {
+        match status {
+            200..=299 => Self::Ok,
+            404 => Self::Gone,
+            409 => Self::Settled,
+            408 | 429 => Self::Failed,
+            400..=499 => Self::Refused,
+            _ => Self::Failed,
+        }
+    }
 }
 
 /// The next thing to do.
@@ -64,6 +83,10 @@ pub(crate) enum StopReason {
     SessionGone,
     /// The orchestrator refused a payment for good.
     Refused,
+    /// The session is fixed-price: no more payments are due (it goes on).
+    Settled,
+    /// A budget the job draws on has no room for the payment; it was not sent.
+    BudgetExhausted,
 }
 
 /// Why the initial payment failed.
@@ -131,6 +154,7 @@ impl PaymentState {
 
     /// A state for a session already paid at `now` (a live-runner reservation): the first
     /// cycle is due one `interval` later and failures skip a cycle rather than end it.
+    #[cfg(test)]
     pub(crate) fn funded(interval: Duration, max_refreshes: u32, now: Instant) -> Self {
         Self {
             interval,
@@ -216,12 +240,20 @@ impl PaymentState {
                 Phase::Idle
             }
             PostOutcome::Gone => Phase::Stopped(StopReason::SessionGone),
+            PostOutcome::Settled => Phase::Stopped(StopReason::Settled),
             PostOutcome::Refused => Phase::Stopped(StopReason::Refused),
             PostOutcome::Failed => {
                 self.stats.skipped += 1;
                 Phase::Idle
             }
         };
+    }
+
+    /// A budget refused the payment about to be posted: it is not sent, and payments stop.
+    pub(crate) fn handle_budget_exhausted(&mut self, _now: Instant) {
+        if self.phase == Phase::Posting {
+            self.phase = Phase::Stopped(StopReason::BudgetExhausted);
+        }
     }
 
     /// The next action, if any. Each `Sign`, `Refresh` and `Post` is returned once and must be

@@ -10,16 +10,17 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, debug_span, warn};
 use url::Url;
 
+use crate::budget::Wallet;
 use crate::error::{Error, RejectReason, Rejection};
 use crate::gateway::Inner;
-use crate::http::{describe, snippet};
+use crate::http::describe;
 use crate::payment::PaymentStats;
+use crate::payment::driver::Payer;
 use crate::runner::offer::RunnerOffer;
 use crate::runner::pay::{
-    Challenge, FundingEnd, FundingStatus, PAYER_ADDRESS_HEADER, PaymentKind, RunnerPayer, fund,
+    Challenge, FundingEnd, FundingStatus, PAYER_ADDRESS_HEADER, ReserveReply, fund,
 };
-use crate::runner::price::PriceUnit;
-use crate::signer::SignerReply;
+use crate::runner::price::{PriceUnit, RunnerPrice};
 
 /// Largest body [`RunnerReply::bytes`] and [`RunnerReply::json`] accept. 64 MiB.
 const MAX_BODY: usize = 64 << 20;
@@ -189,7 +190,7 @@ impl crate::gateway::Gateway {
         req: &RunnerRequest,
     ) -> Result<RunnerReply, Error> {
         let url = req.url(&offer.url).map_err(|r| reject(&offer.url, r))?;
-        let paid = paid_request(&self.inner, offer, &url, req)
+        let paid = paid_request(&self.inner, offer, &url, req, &Wallet::default())
             .await
             .map_err(|r| reject(&offer.url, r))?;
         Ok(RunnerReply::new(paid.resp, funding_for(paid.payer)))
@@ -201,7 +202,7 @@ impl crate::gateway::Gateway {
         &self,
         offer: &RunnerOffer,
     ) -> Result<crate::runner::RunnerSession, Error> {
-        crate::runner::RunnerSession::reserve(&self.inner, offer)
+        crate::runner::RunnerSession::reserve(&self.inner, offer, &Wallet::default())
             .await
             .map_err(|r| reject(&offer.url, r))
     }
@@ -217,18 +218,15 @@ pub(crate) struct Funding {
 }
 
 impl Funding {
-    pub(crate) fn start(payer: RunnerPayer) -> Self {
+    pub(crate) fn start(payer: Payer, manifest_id: &str) -> Self {
         let token = CancellationToken::new();
         let ended = CancellationToken::new();
         let status = Arc::new(Mutex::new(FundingStatus {
-            stats: PaymentStats {
-                paid: 1,
-                value_wei: payer.signed_value(),
-                ..PaymentStats::default()
-            },
+            stats: payer.stats(),
             end: None,
+            detail: None,
         }));
-        let span = debug_span!("runner_funding", manifest = %payer.challenge().manifest_id);
+        let span = debug_span!("runner_funding", manifest = %manifest_id);
         let task = tokio::spawn(
             fund(payer, status.clone(), token.clone(), ended.clone()).instrument(span),
         );
@@ -253,6 +251,15 @@ impl Funding {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).stats
     }
 
+    /// The budget refusal, in words, when payments ended for want of budget.
+    pub(crate) fn end_detail(&self) -> Option<String> {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .detail
+            .clone()
+    }
+
     /// Stops payments and waits for the loop to finish its current step.
     pub(crate) async fn stop(&mut self) {
         self.token.cancel();
@@ -268,41 +275,41 @@ impl Drop for Funding {
     }
 }
 
-/// The payment unit for an offer: its price's, else Scope bills per 720p pixel and other
-/// apps per second (the reference SDK's fallback).
-pub(crate) fn payment_kind(inner: &Inner, offer: &RunnerOffer) -> PaymentKind {
-    let ceiling = &inner.settings.live.ceiling;
+/// The payment unit for an offer and the signer's `maxPrice`: its price's unit (padded by
+/// 1.2 %, capped at the ceiling), else Scope bills per 720p pixel and other apps per second
+/// (the reference SDK's fallback) with the ceiling itself as `maxPrice`.
+pub(crate) fn payment_kind(inner: &Inner, offer: &RunnerOffer) -> (PriceUnit, RunnerPrice) {
+    let ceiling = &inner.settings.ceiling;
     match offer.price {
-        Some(p) => PaymentKind {
-            unit: p.unit,
-            max_price: Some(ceiling.signer_max(&p)),
-        },
-        None => PaymentKind {
-            unit: if offer.app.ends_with("/scope") {
+        Some(p) => (p.unit, ceiling.signer_max(&p)),
+        None => {
+            let unit = if offer.app.ends_with("/scope") {
                 PriceUnit::PixelSeconds720p
             } else {
                 PriceUnit::Seconds
-            },
-            max_price: None,
-        },
+            };
+            (unit, ceiling.max_price(unit))
+        }
     }
 }
 
 /// What a successful paid request gives.
 pub(crate) struct Paid {
     pub(crate) resp: reqwest::Response,
-    pub(crate) payer: Option<RunnerPayer>,
+    pub(crate) payer: Option<(Payer, String)>,
 }
 
-/// Sends `req` to `url`; answers each 402 challenge through the signer and retries, at most
-/// `challenge_retries` fresh challenges (a signer 480 asks for one). Only a 2xx is returned.
-/// A paid attempt is never repeated: if the orchestrator answers it with anything but a 2xx,
-/// the runner goes on cool-down and the attempt is a rejection.
+/// Sends `req` to `url`; answers each 402 challenge through the payment driver and retries,
+/// at most `challenge_retries` fresh challenges (a signer 480 before the first payment asks
+/// for one). Only a 2xx is returned. A paid attempt is never repeated: if the orchestrator
+/// answers it with anything but a 2xx, the runner goes on cool-down and the attempt is a
+/// rejection. Payments draw on `wallet`.
 pub(crate) async fn paid_request(
     inner: &Arc<Inner>,
     offer: &RunnerOffer,
     url: &Url,
     req: &RunnerRequest,
+    wallet: &Wallet,
 ) -> Result<Paid, RejectReason> {
     let live = &inner.settings.live;
     let client = inner
@@ -317,7 +324,7 @@ pub(crate) async fn paid_request(
         ),
         None => None,
     };
-    let kind = payment_kind(inner, offer);
+    let (unit, max_price) = payment_kind(inner, offer);
     let max_attempts = (live.challenge_retries + 1) * 2;
     let mut challenge: Option<Challenge> = None;
     let mut challenges = 0u32;
@@ -340,36 +347,29 @@ pub(crate) async fn paid_request(
         if let (Some(ch), Some(signer), Some(addr)) =
             (challenge.take(), &inner.signer, &payer_address)
         {
-            ch.check_price(kind.unit, &live.ceiling)?;
-            let mut p = RunnerPayer::new(
+            let mut p = Payer::runner(
                 inner.clone(),
                 signer.clone(),
-                ch,
-                kind,
+                &ch,
+                unit,
+                Some(max_price),
                 offer.app.clone(),
                 addr.clone(),
-            );
-            match p.sign().await {
-                SignerReply::Paid { .. } => {}
-                SignerReply::RefreshSession => {
+                wallet.clone(),
+            )?;
+            let headers = match p.opening().await {
+                Ok(h) => h,
+                Err(_) if p.needs_fresh_challenge() => {
                     // The challenge's parameters went stale: ask for a fresh one.
                     debug!(attempt, "signer wants fresh payment parameters");
                     continue;
                 }
-                SignerReply::PriceExceeded(m) => return Err(RejectReason::SignerPriceExceeded(m)),
-                SignerReply::NoTickets => {
-                    return Err(RejectReason::Signer(
-                        "no tickets for the opening payment (482)".into(),
-                    ));
-                }
-                SignerReply::Failed(m) => return Err(RejectReason::Signer(m)),
-            }
-            if let Some((payment, seg)) = p.take_headers() {
-                builder = builder
-                    .header(lpgw_proto::LIVEPEER_PAYMENT, payment)
-                    .header(lpgw_proto::LIVEPEER_SEGMENT, seg);
-            }
-            payer = Some(p);
+                Err(reason) => return Err(reason),
+            };
+            builder = builder
+                .header(lpgw_proto::LIVEPEER_PAYMENT, headers.payment)
+                .header(lpgw_proto::LIVEPEER_SEGMENT, headers.seg_creds);
+            payer = Some((p, ch.manifest_id));
         }
         let resp = builder.send().await.map_err(|e| {
             if e.is_timeout() {
@@ -377,44 +377,33 @@ pub(crate) async fn paid_request(
             } else {
                 RejectReason::Unreachable(describe(&e.without_url()))
             }
-        })?;
-        let status = resp.status().as_u16();
+        });
+        let status = resp.as_ref().map(|r| r.status().as_u16()).unwrap_or(0);
+        if let Some((p, _)) = &mut payer {
+            p.handle_start_result(resp.is_ok() && (200..300).contains(&status));
+        }
+        let resp = resp?;
         if resp.status().is_success() {
             return Ok(Paid { resp, payer });
         }
         let body = resp.bytes().await.unwrap_or_default();
-        if payer.is_some() {
-            // Tickets went out and nothing was delivered: never pay this runner in a loop.
-            cool_down(inner, &offer.url);
-            return Err(if status == 402 {
-                RejectReason::PaymentRefused {
-                    status,
-                    body: snippet(&body),
-                }
-            } else if status == 503 && snippet(&body).contains("no capacity") {
-                RejectReason::RunnerFull
-            } else {
-                RejectReason::RunnerRefused {
-                    status,
-                    body: snippet(&body),
-                }
-            });
-        }
-        match status {
-            402 => {
-                if inner.signer.is_none() {
-                    return Err(RejectReason::PaymentRequired);
-                }
-                challenges += 1;
-                challenge =
-                    Some(Challenge::parse(&body, url).map_err(RejectReason::InvalidResponse)?);
+        let paid = payer.is_some();
+        match ReserveReply::from_response(status, &body, url, paid, inner.signer.is_some()) {
+            // 2xx answers were returned above; nothing else is accepted.
+            ReserveReply::Accepted => {
+                return Err(RejectReason::InvalidResponse(format!("HTTP {status}")));
             }
-            503 if snippet(&body).contains("no capacity") => return Err(RejectReason::RunnerFull),
-            _ => {
-                return Err(RejectReason::RunnerRefused {
-                    status,
-                    body: snippet(&body),
-                });
+            ReserveReply::Rejected(reason) => {
+                if paid {
+                    // Tickets went out and nothing was delivered: never pay this runner in a
+                    // loop.
+                    cool_down(inner, &offer.url);
+                }
+                return Err(reason);
+            }
+            ReserveReply::Challenge(c) => {
+                challenges += 1;
+                challenge = Some(c);
             }
         }
     }
@@ -437,13 +426,12 @@ pub(crate) fn cool_down(inner: &Inner, url: &str) {
 }
 
 /// Starts the payment loop when the payment is metered.
-pub(crate) fn funding_for(payer: Option<RunnerPayer>) -> Option<Funding> {
-    let payer = payer?;
+pub(crate) fn funding_for(payer: Option<(Payer, String)>) -> Option<Funding> {
+    let (payer, manifest) = payer?;
     payer
-        .kind()
-        .unit
+        .unit()
         .is_metered()
-        .then(|| Funding::start(payer))
+        .then(|| Funding::start(payer, &manifest))
 }
 
 pub(crate) fn reject(url: &str, reason: RejectReason) -> Error {

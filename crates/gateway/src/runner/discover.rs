@@ -75,7 +75,7 @@ impl Gateway {
         let s = &self.inner.settings;
         let limits = ParseLimits {
             max_runners: s.live.max_runners.max(1),
-            eth_usd: s.live.ceiling.eth_usd,
+            eth_usd: s.ceiling.eth_usd,
         };
         let orchs: Vec<String> = s
             .orchestrators

@@ -4,8 +4,8 @@
 mod call;
 mod discover;
 mod offer;
-mod pay;
-mod price;
+pub(crate) mod pay;
+pub(crate) mod price;
 mod select;
 mod session;
 
@@ -13,7 +13,7 @@ pub use call::{RunnerReply, RunnerRequest};
 pub use discover::RunnerDiscovery;
 pub use offer::{RunnerFilter, RunnerMode, RunnerOffer};
 pub use pay::FundingEnd;
-pub use price::{PIXELS_PER_SECOND_720P30, PriceUnit, RunnerPrice, RunnerPriceCeiling};
+pub use price::{PIXELS_PER_SECOND_720P30, PriceUnit, RunnerPrice};
 pub use select::order_candidates;
 pub use session::RunnerSession;
 

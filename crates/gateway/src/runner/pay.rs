@@ -1,24 +1,21 @@
-//! Paying a live runner: the 402 challenge (spec §1.8), the signer call, `/refresh-payment`,
-//! and the funding loop that keeps a metered session paid (spec §5.10).
+//! Paying a live runner: the 402 challenge (spec §1.8), what a reservation's answer means,
+//! and the funding loop that keeps a metered session paid (spec §5.10). The payments
+//! themselves go through the one payment driver ([`Payer`]).
 
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
 
 use base64::Engine as _;
-use lpgw_proto::{OrchestratorInfo, PaymentResult};
+use lpgw_proto::OrchestratorInfo;
 use prost::Message as _;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::warn;
 
-use crate::discovery::{origin, parse_http_url};
 use crate::error::RejectReason;
-use crate::gateway::Inner;
-use crate::http::{describe, snippet};
+use crate::http::snippet;
 use crate::payment::PaymentStats;
-use crate::payment::state::{Action, PaymentState, PostOutcome, SignerOutcome, StopReason};
-use crate::runner::price::{PriceUnit, RunnerPrice, RunnerPriceCeiling};
-use crate::signer::{PaymentRequest, Signer, SignerReply};
+use crate::payment::driver::Payer;
+use crate::payment::state::StopReason;
 
 /// Header carrying the payer address on reservations (ai_http.go:395-415).
 pub(crate) const PAYER_ADDRESS_HEADER: &str = "Livepeer-Payer-Address";
@@ -43,7 +40,10 @@ impl std::fmt::Debug for Challenge {
 }
 
 impl Challenge {
-    /// Parses a 402 body; `base` resolves a relative `payment_url`.
+    /// Parses a 402 body; `base` (the reserved URL) resolves a relative `payment_url`. A
+    /// challenge without `payment_url` (orchestrators before go-livepeer PR #4008, such as
+    /// v0.9.0) pays `{base}/{manifest_id}/payment` when `base` is a reservation
+    /// (`…/apps/{runner}/session`), and is refused otherwise.
     pub(crate) fn parse(body: &[u8], base: &url::Url) -> Result<Self, String> {
         let v: Value = serde_json::from_slice(body)
             .map_err(|_| format!("402 without a payment challenge: {}", snippet(body)))?;
@@ -55,16 +55,27 @@ impl Challenge {
                 .map(str::to_owned)
                 .ok_or_else(|| format!("payment challenge missing {k}: {}", snippet(body)))
         };
-        let payment_url = field("payment_url")?;
-        let payment_url = base
-            .join(&payment_url)
-            .map_err(|e| format!("bad payment_url: {e}"))?;
+        let payment_params = field("payment_params")?;
+        let manifest_id = field("manifest_id")?;
+        let payment_url = match field("payment_url") {
+            Ok(u) => base.join(&u).map_err(|e| format!("bad payment_url: {e}"))?,
+            Err(missing) => {
+                let path = base.path().trim_end_matches('/');
+                if !path.ends_with("/session") || manifest_id.contains(['/', '?', '#']) {
+                    return Err(missing);
+                }
+                let mut u = base.clone();
+                u.set_query(None);
+                u.set_path(&format!("{path}/{manifest_id}/payment"));
+                u
+            }
+        };
         if !matches!(payment_url.scheme(), "http" | "https") {
             return Err("payment_url must be http(s)".into());
         }
         Ok(Self {
-            payment_params: field("payment_params")?,
-            manifest_id: field("manifest_id")?,
+            payment_params,
+            manifest_id,
             payment_url: payment_url.into(),
         })
     }
@@ -77,228 +88,40 @@ impl Challenge {
         OrchestratorInfo::decode(bytes.as_slice())
             .map_err(|e| format!("payment_params is not an OrchestratorInfo: {e}"))
     }
-
-    /// Refuses a challenge whose price is above the ceiling for `unit`, whatever discovery
-    /// said: the challenge is what the signer will pay.
-    pub(crate) fn check_price(
-        &self,
-        unit: PriceUnit,
-        ceiling: &RunnerPriceCeiling,
-    ) -> Result<(), RejectReason> {
-        let info = self.info().map_err(RejectReason::InvalidResponse)?;
-        let Some(p) = info.price_info else {
-            return Ok(());
-        };
-        let max = ceiling.max_wei(unit);
-        let ppu = u128::try_from(p.price_per_unit.max(0)).unwrap_or(0);
-        let px = u128::try_from(p.pixels_per_unit.max(1)).unwrap_or(1);
-        if ppu > max.saturating_mul(px) {
-            let offered = RunnerPrice {
-                wei: ppu.div_ceil(px),
-                unit,
-            };
-            return Err(RejectReason::OverRunnerCeiling(format!(
-                "challenge price {} is above the ceiling {}",
-                offered.describe(ceiling.eth_usd),
-                ceiling.max_price(unit).describe(ceiling.eth_usd)
-            )));
-        }
-        Ok(())
-    }
 }
 
-/// How a paid request's `Livepeer-Payment` and `Livepeer-Segment` headers were made.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PaymentKind {
-    /// The price unit (decides the signer `type`).
-    pub(crate) unit: PriceUnit,
-    /// `maxPrice` for the signer, if the runner's price is known.
-    pub(crate) max_price: Option<RunnerPrice>,
+/// What the answer to a reservation (or a single-shot runner call) means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ReserveReply {
+    /// 2xx: reserved (or called).
+    Accepted,
+    /// 402 to an unpaid attempt: pay this and try again.
+    Challenge(Challenge),
+    /// Refused; when the attempt was paid, the runner delivered nothing for the payment.
+    Rejected(RejectReason),
 }
 
-/// Pays one live-runner session through the remote signer, keeping the signer's state.
-pub(crate) struct RunnerPayer {
-    inner: Arc<Inner>,
-    signer: Arc<Signer>,
-    challenge: Challenge,
-    kind: PaymentKind,
-    app: String,
-    payer_address: String,
-    state: Option<Value>,
-    headers: Option<(String, String)>,
-    last_error: String,
-    /// Value in wei of the headers last signed.
-    signed_value: u128,
-}
-
-impl std::fmt::Debug for RunnerPayer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunnerPayer")
-            .field("challenge", &self.challenge)
-            .field("kind", &self.kind)
-            .finish_non_exhaustive()
-    }
-}
-
-impl RunnerPayer {
-    pub(crate) fn new(
-        inner: Arc<Inner>,
-        signer: Arc<Signer>,
-        challenge: Challenge,
-        kind: PaymentKind,
-        app: String,
-        payer_address: String,
+impl ReserveReply {
+    /// Judges one answer. `paid` says whether the attempt carried a payment, `can_pay`
+    /// whether a signer is configured; `url` is the reserved URL.
+    pub(crate) fn from_response(
+        status: u16,
+        body: &[u8],
+        url: &url::Url,
+        paid: bool,
+        can_pay: bool,
     ) -> Self {
-        Self {
-            inner,
-            signer,
-            challenge,
-            kind,
-            app,
-            payer_address,
-            state: None,
-            headers: None,
-            signed_value: 0,
-            last_error: String::new(),
-        }
-    }
-
-    pub(crate) fn challenge(&self) -> &Challenge {
-        &self.challenge
-    }
-
-    pub(crate) fn kind(&self) -> PaymentKind {
-        self.kind
-    }
-
-    /// One `generate-live-payment`; on success the headers are kept for [`Self::take_headers`].
-    pub(crate) async fn sign(&mut self) -> SignerReply {
-        let info = base64::engine::general_purpose::STANDARD
-            .decode(self.challenge.payment_params.trim())
-            .unwrap_or_default();
-        let max_price = self.kind.max_price.map(|p| {
-            // A JSON integer keeps every wei; the signer wants a positive decimal.
-            json!({"price": u64::try_from(p.wei).unwrap_or(u64::MAX), "currency": "wei", "unit": p.unit.as_str()})
-        });
-        let prev_state = self.state.clone();
-        let req = PaymentRequest {
-            orchestrator: &info,
-            capabilities: None,
-            manifest_id: Some(&self.challenge.manifest_id),
-            kind: self.kind.unit.payment_type(),
-            app: (!self.app.is_empty()).then_some(self.app.as_str()),
-            max_price,
-            state: prev_state.as_ref(),
-        };
-        let kind = req.kind;
-        let reply = self.signer.generate_live_payment(&req).await;
-        drop(req);
-        match &reply {
-            SignerReply::Paid {
-                payment,
-                seg_creds,
-                state,
-            } => {
-                self.state = Some(state.clone());
-                self.signed_value = crate::payment::value::payment_value_wei(payment);
-                self.headers = Some((payment.clone(), seg_creds.clone()));
-                debug!(manifest = %self.challenge.manifest_id, kind, "runner payment signed");
-            }
-            SignerReply::PriceExceeded(m) | SignerReply::Failed(m) => self.last_error.clone_from(m),
-            SignerReply::RefreshSession | SignerReply::NoTickets => {}
-        }
-        reply
-    }
-
-    /// Value in wei of the last successful [`Self::sign`] (see [`PaymentStats::value_wei`]).
-    pub(crate) fn signed_value(&self) -> u128 {
-        self.signed_value
-    }
-
-    /// The headers of the last successful [`Self::sign`].
-    pub(crate) fn take_headers(&mut self) -> Option<(String, String)> {
-        self.headers.take()
-    }
-
-    /// `POST {orchestrator}/refresh-payment` for the session: fresh payment parameters with
-    /// the pinned price (spec §5.7). The session-scoped `payment_url` stays.
-    pub(crate) async fn refresh(&mut self) -> Result<(), String> {
-        let base = parse_http_url(&self.challenge.payment_url).map_err(|e| e.to_string())?;
-        let mut url = origin(&base);
-        url.set_path("/refresh-payment");
-        let client = self
-            .inner
-            .clients
-            .for_url(&url)
-            .map_err(|e| e.to_string())?;
-        let resp = client
-            .post(url)
-            .json(&json!({"sender": self.payer_address, "manifest_id": self.challenge.manifest_id}))
-            .timeout(self.inner.settings.live.call_timeout)
-            .send()
-            .await
-            .map_err(|e| describe(&e))?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| describe(&e))?;
-        if status != 200 {
-            return Err(format!("refresh-payment HTTP {status}: {}", snippet(&body)));
-        }
-        let v: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        let params = v
-            .get("payment_params")
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or("refresh-payment answer without payment_params")?;
-        self.challenge.payment_params = params.to_owned();
-        debug!(manifest = %self.challenge.manifest_id, "payment parameters refreshed");
-        Ok(())
-    }
-
-    /// `POST {payment_url}` with the signed headers; a decodable `PaymentResult` becomes the
-    /// next orchestrator info.
-    pub(crate) async fn post(&mut self, payment: &str, seg_creds: &str) -> PostOutcome {
-        let Ok(url) = parse_http_url(&self.challenge.payment_url) else {
-            return PostOutcome::Failed;
-        };
-        let Ok(client) = self.inner.clients.for_url(&url) else {
-            return PostOutcome::Failed;
-        };
-        let resp = client
-            .post(url)
-            .header(lpgw_proto::LIVEPEER_PAYMENT, payment)
-            .header(lpgw_proto::LIVEPEER_SEGMENT, seg_creds)
-            .timeout(self.inner.settings.live.call_timeout)
-            .send()
-            .await;
-        let resp = match resp {
-            Ok(r) => r,
-            Err(e) => {
-                warn!(error = %describe(&e.without_url()), "runner payment post failed");
-                return PostOutcome::Failed;
-            }
-        };
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.unwrap_or_default();
+        let text = snippet(body);
         match status {
-            200..=299 => {
-                if let Ok(PaymentResult { info: Some(info) }) = PaymentResult::decode(body.as_ref())
-                {
-                    self.challenge.payment_params =
-                        base64::engine::general_purpose::STANDARD.encode(info.encode_to_vec());
-                }
-                debug!(manifest = %self.challenge.manifest_id, "runner payment accepted");
-                PostOutcome::Ok
-            }
-            404 => PostOutcome::Gone,
-            408 | 429 => PostOutcome::Failed,
-            400..=499 => {
-                warn!(status, body = %snippet(&body), "orchestrator refused runner payment");
-                PostOutcome::Refused
-            }
-            _ => {
-                warn!(status, body = %snippet(&body), "runner payment failed");
-                PostOutcome::Failed
-            }
+            200..=299 => Self::Accepted,
+            503 if text.contains("no capacity") => Self::Rejected(RejectReason::RunnerFull),
+            402 if paid => Self::Rejected(RejectReason::PaymentRefused { status, body: text }),
+            402 if !can_pay => Self::Rejected(RejectReason::PaymentRequired),
+            402 => match Challenge::parse(body, url) {
+                Ok(c) => Self::Challenge(c),
+                Err(e) => Self::Rejected(RejectReason::InvalidResponse(e)),
+            },
+            _ => Self::Rejected(RejectReason::RunnerRefused { status, body: text }),
         }
     }
 }
@@ -310,10 +133,12 @@ pub enum FundingEnd {
     /// The orchestrator no longer knows the session (payment answered 404): it was
     /// released (expired runner, balance ran out, runner stopped it).
     Released,
-    /// The signer refused the price (481).
+    /// The signer refused the price (481), or the orchestrator raised it above the ceiling.
     PriceExceeded,
     /// The orchestrator refused payments for good (another 4xx).
     Refused,
+    /// A budget the job draws on ran out; the payment was not sent.
+    BudgetExhausted,
 }
 
 /// Shared view of a funding loop.
@@ -321,21 +146,20 @@ pub enum FundingEnd {
 pub(crate) struct FundingStatus {
     pub(crate) stats: PaymentStats,
     pub(crate) end: Option<FundingEnd>,
+    /// The budget refusal, in words, when `end` is `BudgetExhausted`.
+    pub(crate) detail: Option<String>,
 }
 
 /// Keeps a metered session paid every `payment_interval` until `token` is cancelled or
-/// payments must stop; then records why and cancels `ended`.
+/// payments must stop; then records why and cancels `ended`. A fixed-price answer (409)
+/// stops the loop and leaves the session running.
 pub(crate) async fn fund(
-    mut payer: RunnerPayer,
+    mut payer: Payer,
     status: Arc<Mutex<FundingStatus>>,
     token: CancellationToken,
     ended: CancellationToken,
 ) {
-    let interval = payer.inner.settings.live.payment_interval;
-    let max_refreshes = payer.inner.settings.max_refreshes;
-    let mut machine = PaymentState::funded(interval, max_refreshes, Instant::now());
-    // The opening payment (made before the loop) is already credited.
-    let mut value = payer.signed_value();
+    let interval = payer.interval();
     let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -343,103 +167,35 @@ pub(crate) async fn fund(
             () = token.cancelled() => return,
             _ = tick.tick() => {}
         }
-        machine.handle_segment(Instant::now());
-        while let Some(action) = machine.poll_action(Instant::now()) {
-            let step = async {
-                match action {
-                    Action::Sign => {
-                        let outcome = match payer.sign().await {
-                            SignerReply::Paid { .. } => SignerOutcome::Paid,
-                            SignerReply::RefreshSession => SignerOutcome::RefreshSession,
-                            SignerReply::PriceExceeded(_) => SignerOutcome::PriceExceeded,
-                            SignerReply::NoTickets => SignerOutcome::NoTickets,
-                            SignerReply::Failed(m) => {
-                                warn!(error = %m, "remote signer failed; skipping a payment");
-                                SignerOutcome::Failed
-                            }
-                        };
-                        machine.handle_signer(Instant::now(), outcome);
-                        None
-                    }
-                    Action::Refresh => {
-                        let ok = match payer.refresh().await {
-                            Ok(()) => true,
-                            Err(e) => {
-                                warn!(error = %e, "refreshing payment parameters failed");
-                                false
-                            }
-                        };
-                        machine.handle_refreshed(Instant::now(), ok);
-                        None
-                    }
-                    Action::Post => {
-                        let outcome = match payer.take_headers() {
-                            Some((p, s)) => payer.post(&p, &s).await,
-                            None => PostOutcome::Failed,
-                        };
-                        if matches!(outcome, PostOutcome::Ok) {
-                            value = value.saturating_add(payer.signed_value());
-                        }
-                        machine.handle_posted(Instant::now(), outcome);
-                        None
-                    }
-                    Action::Stop(reason) => Some(reason),
-                }
-            };
-            let stop = tokio::select! {
-                () = token.cancelled() => return,
-                s = step => s,
-            };
-            let stats = machine.stats();
-            {
-                let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
-                st.stats = PaymentStats {
-                    paid: stats.paid,
-                    skipped: stats.skipped,
-                    refreshes: stats.refreshes,
-                    value_wei: value,
-                };
-                if let Some(reason) = stop {
-                    let end = match reason {
-                        StopReason::PriceExceeded => FundingEnd::PriceExceeded,
-                        StopReason::SessionGone => FundingEnd::Released,
-                        StopReason::Refused | StopReason::InitialFailed(_) => FundingEnd::Refused,
-                    };
-                    warn!(?end, manifest = %payer.challenge.manifest_id, "runner payments stopped");
-                    st.end = Some(end);
-                }
-            }
-            if stop.is_some() {
-                ended.cancel();
-                return;
-            }
-        }
+        let stop = tokio::select! {
+            () = token.cancelled() => return,
+            s = payer.pay_due() => s,
+        };
+        let mut st = status.lock().unwrap_or_else(|p| p.into_inner());
+        st.stats = payer.stats();
+        let Some(reason) = stop else { continue };
+        let end = match reason {
+            StopReason::Settled => return,
+            StopReason::PriceExceeded => FundingEnd::PriceExceeded,
+            StopReason::SessionGone => FundingEnd::Released,
+            StopReason::BudgetExhausted => FundingEnd::BudgetExhausted,
+            StopReason::Refused | StopReason::InitialFailed(_) => FundingEnd::Refused,
+        };
+        warn!(?end, "runner payments stopped");
+        st.end = Some(end);
+        st.detail = payer.exhausted().map(ToString::to_string);
+        drop(st);
+        ended.cancel();
+        return;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lpgw_proto::PriceInfo;
 
     fn base() -> url::Url {
         url::Url::parse("https://o:8935/apps/r/session").unwrap()
-    }
-
-    fn challenge_with_price(ppu: i64, px: i64) -> Challenge {
-        let info = OrchestratorInfo {
-            price_info: Some(PriceInfo {
-                price_per_unit: ppu,
-                pixels_per_unit: px,
-                ..PriceInfo::default()
-            }),
-            ..OrchestratorInfo::default()
-        };
-        Challenge {
-            payment_params: base64::engine::general_purpose::STANDARD.encode(info.encode_to_vec()),
-            manifest_id: "ab12cd34".into(),
-            payment_url: "https://o:8935/apps/r/session/ab12cd34/payment".into(),
-        }
     }
 
     #[test]
@@ -454,38 +210,72 @@ mod tests {
         );
         for bad in [
             &br#"{"error":{"message":"invalid live runner payment signer address"}}"#[..],
-            br#"{"payment_params":"x","manifest_id":"m"}"#,
             br#"{"payment_params":"","manifest_id":"m","payment_url":"/p"}"#,
+            br#"{"payment_params":"x","manifest_id":"m","payment_url":"ftp://o/p"}"#,
             b"garbage",
         ] {
             assert!(Challenge::parse(bad, &base()).is_err());
         }
     }
 
+    /// v0.9.0 orchestrators send no `payment_url`: pay the session's own payment path.
     #[test]
-    fn challenge_price_is_checked_against_the_ceiling() {
-        let c = RunnerPriceCeiling {
-            wei_per_second: Some(100),
-            ..RunnerPriceCeiling::default()
-        };
-        assert!(
-            challenge_with_price(100, 1)
-                .check_price(PriceUnit::Seconds, &c)
-                .is_ok()
+    fn challenge_without_payment_url_pays_the_session_path() {
+        let body = br#"{"payment_params":"CgA=","manifest_id":"ab12cd34"}"#;
+        let c = Challenge::parse(body, &base()).unwrap();
+        assert_eq!(
+            c.payment_url,
+            "https://o:8935/apps/r/session/ab12cd34/payment"
         );
-        assert!(
-            challenge_with_price(200, 2)
-                .check_price(PriceUnit::Seconds, &c)
-                .is_ok()
+        let trailing = url::Url::parse("https://o:8935/apps/r/session/?x=1").unwrap();
+        assert_eq!(
+            Challenge::parse(body, &trailing).unwrap().payment_url,
+            "https://o:8935/apps/r/session/ab12cd34/payment"
         );
-        let err = challenge_with_price(101, 1)
-            .check_price(PriceUnit::Seconds, &c)
-            .unwrap_err();
-        assert!(matches!(err, RejectReason::OverRunnerCeiling(_)), "{err}");
-        let garbage = Challenge {
-            payment_params: "!!".into(),
-            ..challenge_with_price(1, 1)
+        // Not a reservation: nowhere to pay.
+        let call = url::Url::parse("https://o:8935/apps/r/run").unwrap();
+        assert!(Challenge::parse(body, &call).is_err());
+        let sneaky = br#"{"payment_params":"CgA=","manifest_id":"../../x"}"#;
+        assert!(Challenge::parse(sneaky, &base()).is_err());
+    }
+
+    #[test]
+    fn reservation_answers_are_judged_alike_for_every_caller() {
+        let challenge = br#"{"payment_params":"CgA=","manifest_id":"m1","payment_url":"/p"}"#;
+        let judge = |status, body: &[u8], paid, can_pay| {
+            ReserveReply::from_response(status, body, &base(), paid, can_pay)
         };
-        assert!(garbage.check_price(PriceUnit::Seconds, &c).is_err());
+        assert_eq!(judge(200, b"{}", false, true), ReserveReply::Accepted);
+        assert_eq!(judge(201, b"", true, true), ReserveReply::Accepted);
+        assert!(matches!(
+            judge(402, challenge, false, true),
+            ReserveReply::Challenge(c) if c.manifest_id == "m1"
+        ));
+        assert_eq!(
+            judge(402, challenge, false, false),
+            ReserveReply::Rejected(RejectReason::PaymentRequired)
+        );
+        assert!(matches!(
+            judge(402, challenge, true, true),
+            ReserveReply::Rejected(RejectReason::PaymentRefused { status: 402, .. })
+        ));
+        assert!(matches!(
+            judge(402, b"not json", false, true),
+            ReserveReply::Rejected(RejectReason::InvalidResponse(_))
+        ));
+        for paid in [false, true] {
+            assert_eq!(
+                judge(503, b"no capacity available for runner", paid, true),
+                ReserveReply::Rejected(RejectReason::RunnerFull)
+            );
+            assert!(matches!(
+                judge(409, b"runner already has an active session", paid, true),
+                ReserveReply::Rejected(RejectReason::RunnerRefused { status: 409, .. })
+            ));
+            assert!(matches!(
+                judge(503, b"busy", paid, true),
+                ReserveReply::Rejected(RejectReason::RunnerRefused { status: 503, .. })
+            ));
+        }
     }
 }

@@ -64,7 +64,7 @@ impl PriceUnit {
 
     /// Units in one "hour" of the registration unit: a USD price per hour (or per 720p hour,
     /// or per call) divided by this gives USD per unit.
-    fn divisor(self) -> u128 {
+    pub(crate) fn divisor(self) -> u128 {
         match self {
             Self::Seconds => HOUR,
             Self::PixelSeconds720p => HOUR * PIXELS_PER_SECOND_720P30,
@@ -261,103 +261,6 @@ impl RunnerPrice {
     }
 }
 
-/// The most the gateway pays a live runner, per unit.
-///
-/// The default is **5 USD per hour** for metered runners (per hour of 720p30 video for
-/// pixel-priced ones) and **0.05 USD per call** for fixed-price ones, converted at an ETH
-/// price of **2000 USD**. A Scope runner needs one data-centre GPU (H100/L40S class), which
-/// rents for roughly 2–3 USD per hour; 5 USD leaves room for the operator's margin and price
-/// movement while refusing runners priced at several times the going rate. The conversion
-/// uses a configured ETH price because orchestrators convert their USD prices with a live
-/// feed: set it near the market. If it is set too high, the wei ceiling is stricter than
-/// intended (the safe direction).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RunnerPriceCeiling {
-    /// USD per hour for `seconds` and `720p-pixel-seconds` runners. Default 5.0.
-    pub usd_per_hour: f64,
-    /// USD per call for `fixed` runners. Default 0.05.
-    pub usd_per_call: f64,
-    /// ETH price in USD used for every conversion. Default 2000.
-    pub eth_usd: f64,
-    /// Explicit ceiling in wei per second; overrides `usd_per_hour` for `seconds`.
-    pub wei_per_second: Option<u128>,
-    /// Explicit ceiling in wei per 720p pixel; overrides `usd_per_hour` for pixels.
-    pub wei_per_pixel: Option<u128>,
-    /// Explicit ceiling in wei per call; overrides `usd_per_call`.
-    pub wei_per_call: Option<u128>,
-}
-
-impl Default for RunnerPriceCeiling {
-    fn default() -> Self {
-        Self {
-            usd_per_hour: 5.0,
-            usd_per_call: 0.05,
-            eth_usd: 2000.0,
-            wei_per_second: None,
-            wei_per_pixel: None,
-            wei_per_call: None,
-        }
-    }
-}
-
-impl RunnerPriceCeiling {
-    /// The ceiling for `unit` in wei per unit (0 when the settings cannot be converted,
-    /// which refuses every priced runner rather than paying anything).
-    pub fn max_wei(&self, unit: PriceUnit) -> u128 {
-        let explicit = match unit {
-            PriceUnit::Seconds => self.wei_per_second,
-            PriceUnit::PixelSeconds720p => self.wei_per_pixel,
-            PriceUnit::Fixed => self.wei_per_call,
-        };
-        if let Some(w) = explicit {
-            return w;
-        }
-        let usd = match unit {
-            PriceUnit::Fixed => self.usd_per_call,
-            _ => self.usd_per_hour,
-        };
-        match (Decimal::from_f64(usd), Decimal::from_f64(self.eth_usd)) {
-            (Ok(usd), Ok(eth)) => usd_to_wei(usd, unit, eth).unwrap_or(0),
-            _ => 0,
-        }
-    }
-
-    /// The ceiling for `unit` as a price.
-    pub fn max_price(&self, unit: PriceUnit) -> RunnerPrice {
-        RunnerPrice {
-            wei: self.max_wei(unit),
-            unit,
-        }
-    }
-
-    /// `Err(reason)` naming both prices when `price` is above the ceiling.
-    pub fn check(&self, price: &RunnerPrice) -> Result<(), String> {
-        let max = self.max_price(price.unit);
-        if price.wei > max.wei {
-            return Err(format!(
-                "price {} is above the ceiling {}",
-                price.describe(self.eth_usd),
-                max.describe(self.eth_usd)
-            ));
-        }
-        Ok(())
-    }
-
-    /// The `maxPrice` for the signer: the discovery price padded by 1.2 % (the reference
-    /// SDK's allowance for ETH/USD drift, doc/remote-signer.md:185), never above the ceiling.
-    pub fn signer_max(&self, price: &RunnerPrice) -> RunnerPrice {
-        let padded = price
-            .wei
-            .saturating_mul(1012)
-            .div_ceil(1000)
-            .min(self.max_wei(price.unit));
-        RunnerPrice {
-            wei: padded,
-            unit: price.unit,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,59 +311,5 @@ mod tests {
         );
         assert_eq!(PriceUnit::parse("fixed").unwrap().payment_type(), "fixed");
         assert!(!PriceUnit::Fixed.is_metered());
-    }
-
-    #[test]
-    fn default_ceiling_is_five_dollars_an_hour() {
-        let c = RunnerPriceCeiling::default();
-        assert_eq!(c.max_wei(PriceUnit::Seconds), 694_444_444_444);
-        assert_eq!(c.max_wei(PriceUnit::PixelSeconds720p), 25_117);
-        assert_eq!(c.max_wei(PriceUnit::Fixed), 25_000_000_000_000);
-        let ten = RunnerPrice {
-            wei: 1_388_888_888_888,
-            unit: PriceUnit::Seconds,
-        };
-        let err = c.check(&ten).unwrap_err();
-        assert!(err.contains("1388888888888 wei/seconds"), "{err}");
-        assert!(err.contains("694444444444 wei/seconds"), "{err}");
-        assert!(
-            err.contains("$10.0000/hour") && err.contains("$5.0000/hour"),
-            "{err}"
-        );
-        let four = RunnerPrice {
-            wei: 555_555_555_555,
-            unit: PriceUnit::Seconds,
-        };
-        assert!(c.check(&four).is_ok());
-    }
-
-    #[test]
-    fn signer_max_is_padded_and_capped() {
-        let c = RunnerPriceCeiling {
-            wei_per_second: Some(1_000_000),
-            ..RunnerPriceCeiling::default()
-        };
-        let p = |wei| RunnerPrice {
-            wei,
-            unit: PriceUnit::Seconds,
-        };
-        assert_eq!(c.signer_max(&p(1000)).wei, 1012);
-        assert_eq!(c.signer_max(&p(1001)).wei, 1014); // ceil(1013.012)
-        assert_eq!(c.signer_max(&p(999_000)).wei, 1_000_000);
-        assert_eq!(c.signer_max(&p(u128::MAX)).wei, 1_000_000);
-    }
-
-    #[test]
-    fn broken_settings_refuse_everything() {
-        let c = RunnerPriceCeiling {
-            eth_usd: 0.0,
-            ..RunnerPriceCeiling::default()
-        };
-        assert_eq!(c.max_wei(PriceUnit::Seconds), 0);
-        let c = RunnerPriceCeiling {
-            usd_per_hour: f64::NAN,
-            ..RunnerPriceCeiling::default()
-        };
-        assert_eq!(c.max_wei(PriceUnit::Seconds), 0);
     }
 }

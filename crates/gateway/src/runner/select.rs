@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use crate::ceiling::Ceiling;
 use crate::error::{RejectReason, Rejection};
 use crate::runner::offer::RunnerOffer;
-use crate::runner::price::RunnerPriceCeiling;
 
 /// Orders candidates: runners with free capacity first, then the cheapest (compared per
 /// hour, or per call for fixed prices; unpriced counts as free), then the fastest to answer
@@ -23,7 +23,7 @@ pub fn order_candidates(offers: &mut [RunnerOffer]) {
 /// Splits offers into those under the price ceiling and rejections naming both prices.
 pub(crate) fn apply_ceiling(
     offers: Vec<RunnerOffer>,
-    ceiling: &RunnerPriceCeiling,
+    ceiling: &Ceiling,
 ) -> (Vec<RunnerOffer>, Vec<Rejection>) {
     let mut kept = Vec::with_capacity(offers.len());
     let mut rejected = Vec::new();
@@ -131,9 +131,9 @@ mod tests {
 
     #[test]
     fn ceiling_rejects_with_both_prices() {
-        let c = RunnerPriceCeiling {
+        let c = Ceiling {
             wei_per_second: Some(50),
-            ..RunnerPriceCeiling::default()
+            ..Ceiling::default()
         };
         let (kept, rejected) = apply_ceiling(
             vec![

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 use url::Url;
 
+use crate::budget::Wallet;
 use crate::error::{Error, RejectReason};
 use crate::gateway::Inner;
 use crate::http::{describe, snippet};
@@ -72,6 +73,7 @@ impl RunnerSession {
     pub(crate) async fn reserve(
         inner: &Arc<Inner>,
         offer: &RunnerOffer,
+        wallet: &Wallet,
     ) -> Result<Self, RejectReason> {
         if offer.mode != RunnerMode::Persistent {
             return Err(RejectReason::Unavailable(format!(
@@ -81,7 +83,7 @@ impl RunnerSession {
         }
         let url = RunnerRequest::get("").url(&offer.url)?;
         let req = RunnerRequest::json("", &serde_json::json!({}));
-        let paid = paid_request(inner, offer, &url, &req).await?;
+        let paid = paid_request(inner, offer, &url, &req, wallet).await?;
         let body = paid
             .resp
             .bytes()
@@ -144,6 +146,11 @@ impl RunnerSession {
     /// orchestrator no longer knows the session.
     pub fn funding_end(&self) -> Option<FundingEnd> {
         self.funding.as_ref().and_then(Funding::end)
+    }
+
+    /// Details of why payments ended, where there are any (a budget's figures).
+    pub fn funding_detail(&self) -> Option<String> {
+        self.funding.as_ref().and_then(Funding::end_detail)
     }
 
     /// Resolves when payments stop on their own (the session was released, or payment was

@@ -40,6 +40,8 @@ impl Harness {
         let mut settings = lpgw_gateway::Settings {
             orchestrators: vec![devnet.orchestrator_url().to_string()],
             signer_url: devnet.signer_url().map(str::to_owned),
+            // As `lpgw serve` does: the service configuration carries the ceiling.
+            ceiling: config.ceiling,
             ..lpgw_gateway::Settings::default()
         };
         if settings.signer_url.is_some() {
