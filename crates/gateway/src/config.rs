@@ -121,6 +121,8 @@ pub struct LiveSettings {
     pub call_timeout: Duration,
     /// How long to wait for Scope's `stream_started` after `start_stream`. Default 10 s.
     pub stream_start_timeout: Duration,
+    /// The Scope start sequence: default pipelines, bounded waits, keepalive.
+    pub scope: ScopeSettings,
     /// Attempts to stop a session at the orchestrator before giving up (logged). Default 4.
     pub stop_attempts: u32,
     /// Runner entries read from one discovery answer (before filtering); the rest are
@@ -139,8 +141,47 @@ impl Default for LiveSettings {
             cooldown: Duration::from_secs(300),
             call_timeout: Duration::from_secs(10),
             stream_start_timeout: Duration::from_secs(10),
+            scope: ScopeSettings::default(),
             stop_attempts: 4,
             max_runners: 256,
+        }
+    }
+}
+
+/// How a Scope stream is prepared on a runner (`shared/spec/scope-protocol.md`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeSettings {
+    /// Pipelines loaded when a start names none. Default `["streamdiffusionv2"]`: Scope's
+    /// real-time video-to-video pipeline, which takes video input by default. A Scope
+    /// runner without a GPU offers only `gray` and `passthrough`: name one of those then.
+    pub default_pipelines: Vec<String>,
+    /// How long to wait for `runner_ready` before going on without it. Default 5 s.
+    pub ready_timeout: Duration,
+    /// How long pipelines may take to load. Default 300 s (GPU pipelines load model weights
+    /// for minutes; `gray` and `passthrough` take about a second).
+    pub load_timeout: Duration,
+    /// How often the load status is polled. Default 250 ms.
+    pub poll_interval: Duration,
+    /// How long a stream may give no output after `stream_started` while input flows (or
+    /// at all, in text mode) before the job is reported as failed. Default 20 s.
+    pub output_timeout: Duration,
+    /// `ping` period on the control channel. Default 10 s (the Scope client's).
+    pub ping_interval: Duration,
+    /// Pings in a row without a `pong` after which the runner counts as unresponsive.
+    /// Default 3.
+    pub max_missed_pongs: u32,
+}
+
+impl Default for ScopeSettings {
+    fn default() -> Self {
+        Self {
+            default_pipelines: vec!["streamdiffusionv2".into()],
+            ready_timeout: Duration::from_secs(5),
+            load_timeout: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(250),
+            output_timeout: Duration::from_secs(20),
+            ping_interval: Duration::from_secs(10),
+            max_missed_pongs: 3,
         }
     }
 }

@@ -122,6 +122,10 @@ pub enum RejectReason {
     /// The Scope stream did not start (error event, timeout or broken channels).
     #[error("scope stream did not start: {0}")]
     ScopeStart(String),
+    /// The Scope runner refused the pipelines or parameters asked for; no other runner is
+    /// tried, since each would refuse them too.
+    #[error("scope pipeline refused: {0}")]
+    PipelineRefused(String),
     /// Nothing offered the app, or this route is not available.
     #[error("{0}")]
     Unavailable(String),
@@ -180,6 +184,13 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// A Scope runner refused what the start asked of it (an unknown pipeline, a failed
+    /// load, bad parameters): every runner would, so no other one is tried.
+    #[error("scope runner refused the stream: {reason}")]
+    ScopeRefused {
+        /// The runner's words.
+        reason: String,
+    },
     /// Every live runner candidate failed or was skipped.
     #[error("{}", all_runners_failed(.rejections))]
     NoRunnerAvailable {
@@ -233,6 +244,7 @@ impl Error {
             | Self::NoDiscoverySource
             | Self::Config(_)
             | Self::Tls(_)
+            | Self::ScopeRefused { .. }
             | Self::JobClosed => false,
             Self::Discovery { .. }
             | Self::NoOrchestrators
@@ -269,6 +281,7 @@ impl RejectReason {
                 | Self::BudgetExhausted(_)
                 | Self::SignerPriceExceeded(_)
                 | Self::OverRunnerCeiling(_)
+                | Self::PipelineRefused(_)
                 | Self::PaymentRequired
         )
     }

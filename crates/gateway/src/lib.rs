@@ -68,10 +68,11 @@ mod scope;
 mod signer;
 mod tls;
 mod token;
+mod watchdog;
 
 pub use budget::{Budget, BudgetConfig, BudgetExhausted, BudgetLimit, PaymentRecord, Wallet};
 pub use ceiling::{BILLED_PIXELS_PER_HOUR, Ceiling, MaxPrice};
-pub use config::{Fallback, LiveSettings, Settings, TlsMode};
+pub use config::{Fallback, LiveSettings, ScopeSettings, Settings, TlsMode};
 pub use discovery::{DiscoverySource, LV2V_CAPABILITY, discover_orchestrators, lv2v_cap};
 pub use error::{Error, RejectReason, Rejection};
 pub use gateway::{Candidates, Gateway};
@@ -84,9 +85,12 @@ pub use runner::{
     FundingEnd, PIXELS_PER_SECOND_720P30, PriceUnit, RunnerDiscovery, RunnerFilter, RunnerMode,
     RunnerOffer, RunnerPrice, RunnerReply, RunnerRequest, RunnerSession, order_candidates,
 };
-pub use scope::{MediaChannels, ScopeChannel, ScopeJob, ScopeUrls};
+pub use scope::{
+    InputMode, MediaChannels, PipelineSpec, ScopeChannel, ScopeHealth, ScopeJob, ScopeUrls,
+};
 pub use signer::{ORCHESTRATOR_URL_HEADER, SignerMaterial};
 pub use token::{Token, TokenError};
+pub use watchdog::{OutputWatchdog, Stall};
 
 /// Protobuf types used in this crate's API.
 pub use lpgw_proto as proto;

@@ -257,6 +257,14 @@ impl Gateway {
             }
             match try_runner(&self.inner, &offer, req).await {
                 Ok(job) => return Some(job),
+                Err(reason @ RejectReason::PipelineRefused(_)) => {
+                    // Every runner would refuse it, and each attempt may be paid.
+                    rejections.push(Rejection {
+                        url: offer.url.clone(),
+                        reason,
+                    });
+                    return None;
+                }
                 Err(reason) => {
                     debug!(runner = %offer.url, %reason, "runner attempt failed");
                     rejections.push(Rejection {
@@ -363,11 +371,16 @@ async fn try_runner(
             let paid = job
                 .runner_session()
                 .is_some_and(|s| s.payment_stats().paid > 0);
+            // The session is stopped at once: nothing paid stays running.
             job.close().await;
-            if paid {
+            // A runner that refused what was asked works; one that did not answer may not.
+            if paid && !matches!(e, Error::ScopeRefused { .. }) {
                 cool_down(inner, &offer.url);
             }
-            Err(RejectReason::ScopeStart(e.to_string()))
+            Err(match e {
+                Error::ScopeRefused { reason } => RejectReason::PipelineRefused(reason),
+                e => RejectReason::ScopeStart(e.to_string()),
+            })
         }
     }
 }

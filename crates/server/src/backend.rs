@@ -41,9 +41,12 @@ impl Flow {
 
 /// Wraps a Family B parameter update into the runner's control format: Scope runners
 /// (live-runner and serverless flows) take `{"type":"parameters","params":{...}}`, legacy
-/// LV2V runners take the parameters as they are.
+/// LV2V runners take the parameters as they are. A body that is already a runner message
+/// (a string `type`, as the Next.js storyboard and the scope-player send) passes through:
+/// wrapping it twice would make the runner ignore it.
 pub(crate) fn wrap_params(flow: Flow, params: Value) -> Value {
-    if flow.speaks_scope() {
+    let shaped = params.get("type").is_some_and(Value::is_string);
+    if flow.speaks_scope() && !shaped {
         json!({ "type": "parameters", "params": params })
     } else {
         params
@@ -144,7 +147,8 @@ pub(crate) enum RunningJob {
 /// returned to API callers.
 #[derive(Clone)]
 pub(crate) struct MediaEndpoints {
-    pub(crate) publish_url: String,
+    /// `None` for a stream that takes no input (Scope text mode).
+    pub(crate) publish_url: Option<String>,
     pub(crate) subscribe_url: String,
     /// The gateway's client for the job's channels: its TLS policy and pins, so media is
     /// checked like control and events.
@@ -186,7 +190,7 @@ impl RunningJob {
     pub(crate) fn media(&self) -> Option<MediaEndpoints> {
         match self {
             Self::Lv2v(j) => Some(MediaEndpoints {
-                publish_url: j.urls().publish_url.clone(),
+                publish_url: Some(j.urls().publish_url.clone()),
                 subscribe_url: j.urls().subscribe_url.clone(),
                 http: j.channel_client(),
             }),
@@ -227,6 +231,41 @@ impl RunningJob {
                 .map(lpgw_gateway::RunnerSession::payment_stats)
                 .unwrap_or_default(),
         }
+    }
+
+    /// A raw `api` request to a Scope runner's own HTTP API; its `api_response`.
+    pub(crate) async fn api(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, GwError> {
+        match self {
+            Self::Scope(j) => j.api(method, path, body).await,
+            Self::Lv2v(_) => Err(GwError::Config(
+                "this job's runner has no API passthrough (legacy LV2V)".into(),
+            )),
+        }
+    }
+
+    /// Whether the stream takes input: `false` for a Scope stream in text mode.
+    pub(crate) fn takes_input(&self) -> bool {
+        match self {
+            Self::Lv2v(_) => true,
+            Self::Scope(j) => j.input_mode() != Some(lpgw_gateway::InputMode::Text),
+        }
+    }
+
+    /// The Scope runner's health and the stream's input mode, for status answers.
+    pub(crate) fn scope_json(&self) -> Option<Value> {
+        let Self::Scope(j) = self else { return None };
+        let h = j.health();
+        Some(json!({
+            "input_mode": j.input_mode().map(lpgw_gateway::InputMode::as_str),
+            "last_pong_ms": h.last_pong.map(|d| d.as_secs_f64() * 1000.0),
+            "missed_pongs": h.missed_pongs,
+            "restarts": h.restarts,
+        }))
     }
 
     /// A token the gateway cancels when the job ends, whichever flow started it.
@@ -353,5 +392,8 @@ mod tests {
             json!({"type": "parameters", "params": {"prompt": "a cat"}})
         );
         assert_eq!(wrap_params(Flow::Lv2v, p.clone()), p);
+        let shaped = json!({"type": "parameters", "params": {"prompt": "a cat"}});
+        assert_eq!(wrap_params(Flow::LiveRunner, shaped.clone()), shaped);
+        assert_eq!(wrap_params(Flow::Serverless, shaped.clone()), shaped);
     }
 }

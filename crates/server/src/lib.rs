@@ -98,6 +98,7 @@ pub fn app(state: AppState) -> Router {
         .route("/stream/{id}/frame", get(routes_b::frame))
         .route("/stream/{id}/publish", post(routes_b::publish))
         .route("/stream/{id}/control", post(routes_b::control))
+        .route("/stream/{id}/api", post(routes_b::api))
         .route("/stream/{id}/stop", post(routes_b::stop))
         .route("/stream/{id}/events", get(routes_b::events))
         .route("/streams", get(routes_b::list))

@@ -119,15 +119,21 @@ impl JobMedia {
         })
         .map_err(|e| e.to_string())?;
 
-        let mut trickle_pub = TricklePublisher::new(
-            &ends.publish_url,
-            lpgw_bridge::MPEG_TS,
-            TricklePublisherConfig {
-                http: ends.http.clone(),
-                ..TricklePublisherConfig::default()
-            },
-        )
-        .map_err(|e| e.to_string())?;
+        let trickle_pub = ends
+            .publish_url
+            .as_deref()
+            .map(|url| {
+                TricklePublisher::new(
+                    url,
+                    lpgw_bridge::MPEG_TS,
+                    TricklePublisherConfig {
+                        http: ends.http.clone(),
+                        ..TricklePublisherConfig::default()
+                    },
+                )
+            })
+            .transpose()
+            .map_err(|e| e.to_string())?;
         let mut sub = Subscriber::new(
             &ends.subscribe_url,
             SubscriberConfig {
@@ -147,6 +153,12 @@ impl JobMedia {
                     close_at_end: false,
                     on_segment: Some(on_in),
                     ..PublishOptions::default()
+                };
+                let Some(mut trickle_pub) = trickle_pub else {
+                    // A stream with no input (text mode): frames sent anyway go nowhere.
+                    let mut segments = segments;
+                    while segments.recv().await.is_some() {}
+                    return;
                 };
                 if let Err(e) =
                     publish_segments(segments, &mut trickle_pub, opts, StatsHandle::new(), c).await

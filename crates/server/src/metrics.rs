@@ -146,6 +146,8 @@ pub(crate) struct Metrics {
     key_spend: Mutex<BTreeMap<String, (u64, u128)>>,
     /// Jobs ended because a budget ran out.
     pub(crate) budget_stops: AtomicU64,
+    /// Job faults by code (`no_output`, `runner_error`, `media_failed`, ...).
+    faults: Mutex<BTreeMap<String, u64>>,
 }
 
 impl Default for Metrics {
@@ -167,6 +169,7 @@ impl Default for Metrics {
             limited: Mutex::new(LIMIT_LABELS.iter().map(|l| (*l, 0)).collect()),
             key_spend: Mutex::default(),
             budget_stops: AtomicU64::new(0),
+            faults: Mutex::default(),
         }
     }
 }
@@ -212,6 +215,16 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(reason)
+            .or_default() += 1;
+    }
+
+    /// A job ended by a fault with `code`.
+    pub(crate) fn fault(&self, code: &str) {
+        *self
+            .faults
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(code.to_owned())
             .or_default() += 1;
     }
 
@@ -324,6 +337,13 @@ impl Metrics {
             "Jobs ended because a spending budget ran out.",
             self.budget_stops.load(Relaxed),
         );
+        o.push_str(
+            "# HELP lpgw_job_faults_total Jobs ended by a fault (no output, runner error, \
+             media failure), by code.\n# TYPE lpgw_job_faults_total counter\n",
+        );
+        for (code, n) in self.faults.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(o, "lpgw_job_faults_total{{code=\"{code}\"}} {n}");
+        }
         o.push_str("# HELP lpgw_frames_dropped_total Frames dropped, by reason.\n");
         o.push_str("# TYPE lpgw_frames_dropped_total counter\n");
         for (i, name) in DROP_LABELS.iter().enumerate() {

@@ -204,6 +204,23 @@ pub(crate) fn document() -> Value {
         )),
     );
     add(
+        "/stream/{id}/api",
+        "post",
+        with_body(
+            op(
+                "A raw request to the Scope runner's own API ({method, path: /api/..., \
+        body?}), answered with its api_response",
+                "streams",
+                "{type: api_response, status, data}",
+            ),
+            "application/json",
+            json!({ "type": "object", "required": ["path"], "properties": {
+                "method": { "type": "string", "enum": ["GET", "POST", "PATCH", "DELETE"] },
+                "path": { "type": "string", "pattern": "^/api/" },
+                "body": {} } }),
+        ),
+    );
+    add(
         "/stream/{id}/control",
         "post",
         with_body(

@@ -169,6 +169,11 @@ pub(crate) fn add_progress(s: &AppState, v: &mut Value, j: &Job) {
     }
     v["spend"] = spend_json(s, &j.spend);
     v["key_spend"] = s.0.spending.owner_json(j.owner);
+    if let Ok(slot) = j.handle.try_lock()
+        && let Some(scope) = slot.as_ref().and_then(|h| h.scope_json())
+    {
+        v["scope"] = scope;
+    }
     if let Some(p) = j.payments_json() {
         v["payments"] = p;
     }

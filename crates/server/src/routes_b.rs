@@ -186,6 +186,42 @@ pub(crate) async fn control(
     Ok(Json(json!({ "status": "sent", "stream_id": id })))
 }
 
+/// `POST /stream/{id}/api` with `{"method": "GET", "path": "/api/v1/...", "body"?: {...}}`:
+/// a raw request to a Scope runner's own API, answered with the runner's `api_response`.
+pub(crate) async fn api(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let owner = caller(&s, &headers, None, false)?;
+    let j = lookup(&s, &id, owner)?;
+    let b = json_object(&headers, body, true, s.0.config.max_json_bytes)?.unwrap_or_default();
+    let method = b.get("method").and_then(Value::as_str).unwrap_or("GET");
+    if !matches!(method, "GET" | "POST" | "PATCH" | "DELETE") {
+        return Err(ApiError::bad_request(
+            "method must be GET, POST, PATCH or DELETE",
+        ));
+    }
+    let path = b
+        .get("path")
+        .and_then(Value::as_str)
+        .filter(|p| p.starts_with("/api/") && !p.chars().any(char::is_control))
+        .ok_or_else(|| ApiError::bad_request("path must be a runner API path (/api/...)"))?;
+    let guard = j.handle.lock().await;
+    let Some(h) = guard.as_ref() else {
+        return Err(ApiError::new(StatusCode::GONE, "stream has ended"));
+    };
+    let answer = h
+        .api(method, path, b.get("body").cloned())
+        .await
+        .map_err(|e| match e {
+            lpgw_gateway::Error::Config(m) => ApiError::bad_request(m),
+            e => ApiError::new(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+        })?;
+    Ok(Json(answer))
+}
+
 /// `POST /stream/{id}/stop`.
 pub(crate) async fn stop(
     State(s): State<AppState>,

@@ -167,6 +167,65 @@ async fn link_end(job: Weak<Job>, gw_token: CancellationToken, metrics: Arc<Metr
     ours.cancel();
 }
 
+/// A Scope runner event after the start that means the stream is broken: an `error` that
+/// answers nothing of ours (the real runner sends those for messages it cannot handle), or
+/// the gateway's `runner_restarted` (the runner said `runner_ready` again: its process
+/// restarted, its pipelines and stream are gone).
+fn runner_fault(ev: &Value) -> Option<(&'static str, String)> {
+    match ev.get("type").and_then(Value::as_str)? {
+        "error"
+            if ev.get("request_id").is_none_or(Value::is_null)
+                && ev.get("during_start") != Some(&Value::Bool(true)) =>
+        {
+            let text = ev.get("error").and_then(Value::as_str).unwrap_or("error");
+            Some(("runner_error", format!("runner error: {text}")))
+        }
+        "runner_restarted" => Some((
+            "runner_restarted",
+            "the Scope runner restarted: its pipelines and stream are gone".into(),
+        )),
+        _ => None,
+    }
+}
+
+/// Feeds the job's frame counters to an [`OutputWatchdog`] every half second; a stall is a
+/// fault (`no_output`) that ends the job.
+///
+/// [`OutputWatchdog`]: lpgw_gateway::OutputWatchdog
+async fn watch_output(state: AppState, job: Weak<Job>, timeout: Duration, takes_input: bool) {
+    let Some(cancel) = job.upgrade().map(|j| j.cancel.clone()) else {
+        return;
+    };
+    let mut dog = lpgw_gateway::OutputWatchdog::new(Instant::now(), timeout, takes_input);
+    let (mut seen_in, mut seen_out) = (0, 0);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let Some(j) = job.upgrade() else { return };
+        let now = Instant::now();
+        if let Some(m) = j.media() {
+            let (i, o) = (
+                m.counters.frames_in.load(Relaxed),
+                m.counters.frames_out.load(Relaxed),
+            );
+            if i > seen_in {
+                dog.on_input(now);
+            }
+            if o > seen_out {
+                dog.on_output(now);
+            }
+            (seen_in, seen_out) = (i, o);
+        }
+        if let Some(stall) = dog.check(now) {
+            state.fault(&j, "no_output", stall.to_string());
+            return;
+        }
+    }
+}
+
 /// A fresh unguessable job id.
 fn new_job_id() -> String {
     let bytes: [u8; 16] = rand::random();
@@ -250,6 +309,7 @@ impl AppState {
         let events = running.take_events();
         let gw_token = running.cancellation_token();
         let route = running.route();
+        let takes_input = running.takes_input();
         let job = Arc::new(Job::new(
             id,
             owner,
@@ -269,18 +329,36 @@ impl AppState {
 
         if let Some(mut rx) = events {
             let weak = Arc::downgrade(&job);
+            let this = self.clone();
+            let scope = job.flow.speaks_scope();
             tokio::spawn(
                 async move {
                     while let Some(ev) = rx.recv().await {
                         let Some(job) = weak.upgrade() else { break };
-                        if ev.get("type").and_then(Value::as_str) == Some("stream_started") {
-                            job.on(PhaseEvent::MediaReady);
+                        let _ = job.events.send(ev.clone());
+                        if let Some((code, why)) = scope.then(|| runner_fault(&ev)).flatten() {
+                            this.fault(&job, code, why);
                         }
-                        let _ = job.events.send(ev);
                     }
                 }
                 .instrument(span.clone()),
             );
+        }
+        // A stream that should give output and does not is a fault, not silence.
+        tokio::spawn(
+            watch_output(
+                self.clone(),
+                Arc::downgrade(&job),
+                s.backend.settings().live.scope.output_timeout,
+                takes_input,
+            )
+            .instrument(span.clone()),
+        );
+        if !takes_input {
+            // Text mode: output comes with no input, so decode it from the start.
+            if let Err(e) = self.media(&job) {
+                warn!(error = %e.message, "starting the output of a text-mode stream failed");
+            }
         }
         // The job may end on its own (session gone, price refused): mark it and clean up.
         let this = self.clone();
@@ -304,6 +382,25 @@ impl AppState {
             .instrument(span),
         );
         Ok(job)
+    }
+
+    /// A job that cannot go on: tells its event viewers with an `error` event naming
+    /// `code`, records `code: message` as its error (status `phase: "error"`), and stops it
+    /// so nothing paid keeps running.
+    pub(crate) fn fault(&self, job: &Arc<Job>, code: &str, message: String) {
+        if job.is_ended() {
+            return;
+        }
+        warn!(job_id = %job.id, code, %message, "job fault");
+        self.0.metrics.fault(code);
+        let _ = job.events.send(serde_json::json!({
+            "type": "error",
+            "error": code,
+            "message": message,
+        }));
+        job.fail(format!("{code}: {message}"));
+        let (this, job) = (self.clone(), job.clone());
+        tokio::spawn(async move { this.stop_job(&job).await });
     }
 
     /// Stops a job: unregisters it, then stops payments and the session and deletes its
@@ -357,6 +454,7 @@ impl AppState {
         };
         let weak: Weak<Job> = Arc::downgrade(job);
         let weak_fault = weak.clone();
+        let this = self.clone();
         let span = info_span!("media", job_id = %job.id);
         let m = span
             .in_scope(|| {
@@ -372,15 +470,8 @@ impl AppState {
                     },
                     move |why| {
                         // The job cannot carry video any more: say so in status and events.
-                        if let Some(j) = weak_fault.upgrade()
-                            && !j.is_ended()
-                        {
-                            let _ = j.events.send(serde_json::json!({
-                                "type": "error",
-                                "error": "media_failed",
-                                "message": why,
-                            }));
-                            j.fail(format!("media_failed: {why}"));
+                        if let Some(j) = weak_fault.upgrade() {
+                            this.fault(&j, "media_failed", why);
                         }
                     },
                 )

@@ -91,7 +91,11 @@ async fn ours(
         .context("the Scope stream announced no media channels")?
         .clone();
     let start_ms = ms(t0.elapsed());
-    let first = media_round(&media.input, &media.output, a, frames).await;
+    let input = media
+        .input
+        .clone()
+        .context("the Scope stream runs in text mode: no input channel")?;
+    let first = media_round(&input, &media.output, a, frames).await;
     job.close().await;
     Ok(Round {
         start_ms,

@@ -13,6 +13,7 @@ pub(crate) mod job;
 pub(crate) mod orch;
 pub(crate) mod pay;
 pub(crate) mod runners;
+pub(crate) mod scope_args;
 pub(crate) mod serve;
 pub(crate) mod stream;
 pub(crate) mod trickle;

@@ -124,9 +124,13 @@ pub(crate) struct StartArgs {
     #[arg(long)]
     params: Option<String>,
     /// Read control messages from stdin, one JSON document per line; end of input closes
-    /// the job.
+    /// the job. For Scope runners this is also the raw `api` passthrough:
+    /// `{"type":"api","request_id":"r1","method":"GET","path":"/api/v1/pipeline/status"}`
+    /// is answered by an `api_response` event.
     #[arg(long)]
     control_stdin: bool,
+    #[command(flatten)]
+    scope: super::scope_args::ScopeArgs,
     #[command(flatten)]
     gateway: GatewayArgs,
 }
@@ -282,8 +286,16 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
     let gateway = args.gateway.gateway()?;
     let mut req = StartRequest::new(args.model.clone());
     req.wallet = args.gateway.wallet()?;
-    if let Some(p) = &args.params {
-        req.params = Some(serde_json::from_str(p).context("--params is not JSON")?);
+    let mut params = match &args.params {
+        Some(p) => match serde_json::from_str(p).context("--params is not JSON")? {
+            Value::Object(m) => m,
+            _ => anyhow::bail!("--params must be a JSON object"),
+        },
+        None => serde_json::Map::new(),
+    };
+    args.scope.merge_into(&mut params)?;
+    if !params.is_empty() {
+        req.params = Some(Value::Object(params));
     }
     let started = Instant::now();
     let job = tokio::select! {

@@ -161,7 +161,7 @@ mod tests {
         cli.pay.apply(&mut cfg).unwrap();
         assert_eq!(cfg.service_budget.wei, Some(7));
         assert_eq!(cfg.service_budget.usd, Some(1.0));
-        let bad = Cli::parse_from(["x", "--max-usd-per-hour", "-1"]);
+        let bad = Cli::try_parse_from(["x", "--max-usd-per-hour=-1"]).unwrap();
         assert!(bad.pay.resolve().is_err());
         assert!(Cli::try_parse_from(["x", "--max-price", "1/0"]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();

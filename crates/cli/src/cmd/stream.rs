@@ -59,6 +59,8 @@ pub(crate) struct StreamArgs {
     #[arg(long)]
     no_pace: bool,
     #[command(flatten)]
+    scope: crate::cmd::scope_args::ScopeArgs,
+    #[command(flatten)]
     gateway: crate::cmd::orch::GatewayArgs,
 }
 
@@ -472,6 +474,7 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
     if let Some(s) = args.strength {
         params.insert("strength".into(), json!(s));
     }
+    args.scope.merge_into(&mut params)?;
     let req = StartRequest {
         params: (!params.is_empty()).then(|| params.into()),
         wallet: args.gateway.wallet()?,
@@ -498,7 +501,10 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
                 .media()
                 .context("the Scope stream announced no media channels")?;
             let ch = JobChannels {
-                publish_url: media.input.clone(),
+                publish_url: media
+                    .input
+                    .clone()
+                    .context("the Scope stream runs in text mode: it takes no input")?,
                 subscribe_url: media.output.clone(),
             };
             eprintln!("job {} (scope)", j.manifest_id());
