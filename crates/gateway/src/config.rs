@@ -60,6 +60,10 @@ pub struct Settings {
     pub max_refreshes: u32,
     /// Minimum spacing of periodic payments. Default: 5 s (the reference payment sender).
     pub payment_interval: Duration,
+    /// How long the signer may answer 482 (no tickets) cycle after cycle before payments
+    /// count as wedged and the job ends (go-livepeer #4077). A 482 is normal while earlier
+    /// tickets still cover the bill; one that lasts this long is not. Default 60 s.
+    pub wedge_after: Duration,
     /// Control-channel keepalive period. Default: 10 s.
     pub keepalive_interval: Duration,
     /// The live-runner flow, Scope and start routing.
@@ -213,6 +217,7 @@ impl std::fmt::Debug for Settings {
             .field("payment_timeout", &self.payment_timeout)
             .field("max_refreshes", &self.max_refreshes)
             .field("payment_interval", &self.payment_interval)
+            .field("wedge_after", &self.wedge_after)
             .field("keepalive_interval", &self.keepalive_interval)
             .field("live", &self.live)
             .finish()
@@ -237,6 +242,7 @@ impl Default for Settings {
             payment_timeout: Duration::from_secs(60),
             max_refreshes: 3,
             payment_interval: Duration::from_secs(5),
+            wedge_after: Duration::from_secs(60),
             keepalive_interval: Duration::from_secs(10),
             live: LiveSettings::default(),
         }

@@ -64,6 +64,8 @@ pub enum EndReason {
     PriceExceeded,
     /// A budget the job draws on ran out; the payment was not sent.
     BudgetExhausted,
+    /// The signer answered 482 (no tickets) cycle after cycle: payments are wedged.
+    PaymentsWedged,
 }
 
 /// Records the first reason the job ended (and its details), then cancels it.
@@ -486,6 +488,7 @@ async fn payment_task(
                     EndReason::BudgetExhausted,
                     session.exhausted().map(ToString::to_string),
                 ),
+                StopReason::Wedged => ender.end(EndReason::PaymentsWedged),
                 StopReason::SessionGone | StopReason::Refused => {
                     ender.end(EndReason::SessionGone);
                 }

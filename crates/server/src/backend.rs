@@ -278,28 +278,26 @@ impl RunningJob {
 
     /// Why the job ended, when it ended on its own.
     pub(crate) fn failure(&self) -> Option<Failure> {
-        let (budget, detail, other) = match self {
+        let (code, detail, other) = match self {
             Self::Lv2v(j) => match j.end_reason() {
                 None | Some(EndReason::Closed) => return None,
-                Some(EndReason::BudgetExhausted) => (true, j.end_detail(), String::new()),
-                Some(r) => (false, None, format!("{r:?}")),
+                Some(EndReason::BudgetExhausted) => ("budget_exhausted", j.end_detail(), ""),
+                Some(EndReason::PaymentsWedged) => ("payments_wedged", None, WEDGED),
+                Some(EndReason::PriceExceeded) => ("price_exceeded", None, PRICE),
+                Some(_) => ("job_ended", None, "the orchestrator ended the session"),
             },
             Self::Scope(j) => match j.funding_end()? {
-                FundingEnd::BudgetExhausted => (true, j.funding_detail(), String::new()),
-                r => (false, None, format!("{r:?}")),
+                FundingEnd::BudgetExhausted => ("budget_exhausted", j.funding_detail(), ""),
+                FundingEnd::Wedged => ("payments_wedged", None, WEDGED),
+                FundingEnd::PriceExceeded => ("price_exceeded", None, PRICE),
+                _ => ("job_ended", None, "the orchestrator ended the session"),
             },
         };
-        Some(if budget {
-            Failure {
-                code: "budget_exhausted",
-                message: detail.unwrap_or_else(|| "a spending budget ran out".into()),
-            }
-        } else {
-            Failure {
-                code: "job_ended",
-                message: other,
-            }
-        })
+        let message = detail.unwrap_or_else(|| match code {
+            "budget_exhausted" => "a spending budget ran out".into(),
+            _ => other.into(),
+        });
+        Some(Failure { code, message })
     }
 
     /// Stops payments and the session, deletes the channels, bounded in time.
@@ -311,10 +309,14 @@ impl RunningJob {
     }
 }
 
+const WEDGED: &str = "the remote signer answers 482 (no tickets) cycle after cycle: \
+     payments are wedged and the orchestrator would release the session";
+const PRICE: &str = "the price went above what the signer or the ceiling allows";
+
 /// Why a job ended on its own: a stable code for clients and the details for people.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Failure {
-    /// `budget_exhausted`, or `job_ended` for everything else.
+    /// `budget_exhausted`, `payments_wedged`, `price_exceeded`, or `job_ended`.
     pub(crate) code: &'static str,
     pub(crate) message: String,
 }

@@ -137,7 +137,17 @@ pub(crate) struct Payer {
     needs_fresh_challenge: bool,
     has_paid: bool,
     last_error: String,
+    /// Cycles in a row the signer answered 482, and when the streak began.
+    no_tickets: u32,
+    no_tickets_since: Option<Instant>,
+    /// The period of the funding loop, when the orchestrator named one.
+    interval_override: Option<Duration>,
 }
+
+/// Cycles in a row of signer 482 (lasting `Settings::wedge_after`) after which payments
+/// count as wedged (go-livepeer #4077: the signer keeps answering 482 until the orchestrator
+/// releases the session for want of balance).
+pub(crate) const MAX_NO_TICKETS: u32 = 3;
 
 impl std::fmt::Debug for Payer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -259,7 +269,7 @@ impl Payer {
             wei: m.wei.min(cap.wei),
             unit,
         }));
-        Ok(Self::new(
+        let mut payer = Self::new(
             inner,
             signer,
             venue,
@@ -268,7 +278,11 @@ impl Payer {
             unit,
             max_price,
             wallet,
-        ))
+        );
+        payer.interval_override = challenge
+            .payment_interval
+            .map(|d| d.mul_f64(0.6).max(Duration::from_millis(100)));
+        Ok(payer)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -308,6 +322,9 @@ impl Payer {
             needs_fresh_challenge: false,
             has_paid: false,
             last_error: String::new(),
+            no_tickets: 0,
+            no_tickets_since: None,
+            interval_override: None,
         }
     }
 
@@ -316,8 +333,13 @@ impl Payer {
         self.manifest_id = Some(id.to_owned());
     }
 
-    /// The period of this flow's payment cycles.
+    /// The period of this flow's payment cycles: for a live runner whose challenge named a
+    /// `payment_interval_ms`, 60 % of it (so each payment lands well before the next
+    /// billing); else the configured one.
     pub(crate) fn interval(&self) -> Duration {
+        if let Some(d) = self.interval_override {
+            return d;
+        }
         let s = &self.inner.settings;
         match self.venue {
             Venue::Lv2v { .. } => s.payment_interval,
@@ -380,6 +402,14 @@ impl Payer {
         self.machine.handle_segment(Instant::now());
         loop {
             match self.run_cycle().await {
+                CycleEnd::Idle if self.is_wedged() => {
+                    warn!(
+                        flow = self.venue.flow(),
+                        cycles = self.no_tickets,
+                        "signer answers 482 cycle after cycle: payments are wedged"
+                    );
+                    return Some(StopReason::Wedged);
+                }
                 CycleEnd::Idle => return None,
                 CycleEnd::Stop(reason, detail) => {
                     warn!(?reason, %detail, flow = self.venue.flow(), "payments stopped");
@@ -391,6 +421,15 @@ impl Payer {
                 }
             }
         }
+    }
+
+    /// Whether the signer has answered 482 for too many cycles and too long.
+    fn is_wedged(&self) -> bool {
+        self.has_paid
+            && self.no_tickets >= MAX_NO_TICKETS
+            && self
+                .no_tickets_since
+                .is_some_and(|t| t.elapsed() >= self.inner.settings.wedge_after)
     }
 
     fn finish_post(&mut self, outcome: PostOutcome) {
@@ -529,6 +568,8 @@ impl Payer {
                 seg_creds,
                 state,
             } => {
+                self.no_tickets = 0;
+                self.no_tickets_since = None;
                 self.state = Some(state);
                 self.signed_value = payment_value_wei(&payment);
                 self.headers = Some(PaymentHeaders { payment, seg_creds });
@@ -547,7 +588,12 @@ impl Payer {
                 SignerOutcome::PriceExceeded
             }
             SignerReply::NoTickets => {
-                debug!("signer: nothing to pay this cycle");
+                self.no_tickets += 1;
+                self.no_tickets_since.get_or_insert_with(Instant::now);
+                debug!(
+                    in_a_row = self.no_tickets,
+                    "signer: nothing to pay this cycle"
+                );
                 SignerOutcome::NoTickets
             }
             SignerReply::Failed(msg) => {
@@ -710,6 +756,7 @@ impl Payer {
         match reason {
             StopReason::PriceExceeded => RejectReason::SignerPriceExceeded(detail),
             StopReason::BudgetExhausted => RejectReason::BudgetExhausted(detail),
+            StopReason::Wedged => RejectReason::Signer("payments wedged (482)".into()),
             StopReason::InitialFailed(InitialFailure::RefreshLimit) => {
                 RejectReason::RefreshLimit(inner.settings.max_refreshes)
             }
@@ -850,6 +897,7 @@ mod tests {
             payment_params: String::new(),
             manifest_id: "m1".into(),
             payment_url: format!("{base}/apps/r/session/m1/payment"),
+            payment_interval: None,
         };
         let mut runner = Payer::runner(
             inner,

@@ -87,6 +87,8 @@ pub(crate) enum StopReason {
     Settled,
     /// A budget the job draws on has no room for the payment; it was not sent.
     BudgetExhausted,
+    /// The signer answered 482 (no tickets) too many cycles in a row.
+    Wedged,
 }
 
 /// Why the initial payment failed.

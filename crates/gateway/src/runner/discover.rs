@@ -53,6 +53,10 @@ pub(crate) fn with_filters(mut url: Url, filter: &RunnerFilter) -> Url {
     url
 }
 
+/// Orchestrators without runner data in one discovery answer that are asked for their
+/// own `/discovery`; the rest are ignored.
+const MAX_FALLBACK_ORCHESTRATORS: usize = 32;
+
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     while let Some(c) = resp.chunk().await.map_err(|e| describe(&e.without_url()))? {
@@ -85,24 +89,7 @@ impl Gateway {
             .collect();
         let mut found = RunnerDiscovery::default();
         if !orchs.is_empty() {
-            let n = s.probe_concurrency.max(1);
-            // Owned futures: a closure over borrowed strings would make the whole future
-            // lifetime-generic, which `Send` bounds (axum handlers) cannot express.
-            let fetches = orchs.into_iter().map(|o| {
-                let gw = self.clone();
-                let filter = filter.clone();
-                async move { gw.fetch_orchestrator_runners(&o, &filter, limits).await }
-            });
-            let results: Vec<_> = futures::stream::iter(fetches).buffered(n).collect().await;
-            for r in results {
-                match r {
-                    Ok((offers, skipped)) => {
-                        found.offers.extend(offers);
-                        found.rejections.extend(skipped);
-                    }
-                    Err(rej) => found.rejections.push(rej),
-                }
-            }
+            self.fetch_each(orchs, filter, limits, &mut found).await;
         } else {
             let (url, headers) = if let Some(d) = s
                 .discovery_url
@@ -149,6 +136,13 @@ impl Gateway {
                 parse_discovery(&body, url.as_str(), filter, limits, None).map_err(fail)?;
             found.offers = parsed.offers;
             found.rejections = parsed.skipped;
+            // Orchestrators listed without runner data are asked themselves.
+            let asked: Vec<String> = parsed
+                .without_runners
+                .into_iter()
+                .take(MAX_FALLBACK_ORCHESTRATORS)
+                .collect();
+            self.fetch_each(asked, filter, limits, &mut found).await;
         }
         order_candidates(&mut found.offers);
         debug!(
@@ -157,6 +151,35 @@ impl Gateway {
             "discovered runners"
         );
         Ok(found)
+    }
+
+    /// Asks each orchestrator's `/discovery` concurrently, adding its runners and
+    /// rejections to `found`.
+    async fn fetch_each(
+        &self,
+        orchs: Vec<String>,
+        filter: &RunnerFilter,
+        limits: ParseLimits,
+        found: &mut RunnerDiscovery,
+    ) {
+        let n = self.inner.settings.probe_concurrency.max(1);
+        // Owned futures: a closure over borrowed strings would make the whole future
+        // lifetime-generic, which `Send` bounds (axum handlers) cannot express.
+        let fetches = orchs.into_iter().map(|o| {
+            let gw = self.clone();
+            let filter = filter.clone();
+            async move { gw.fetch_orchestrator_runners(&o, &filter, limits).await }
+        });
+        let results: Vec<_> = futures::stream::iter(fetches).buffered(n).collect().await;
+        for r in results {
+            match r {
+                Ok((offers, skipped)) => {
+                    found.offers.extend(offers);
+                    found.rejections.extend(skipped);
+                }
+                Err(rej) => found.rejections.push(rej),
+            }
+        }
     }
 
     async fn fetch_orchestrator_runners(

@@ -110,6 +110,9 @@ impl RunnerFilter {
 pub(crate) struct Parsed {
     pub(crate) offers: Vec<RunnerOffer>,
     pub(crate) skipped: Vec<Rejection>,
+    /// Entries that name an orchestrator but carry no runner data (a signer's list after a
+    /// refresh failure, go-livepeer #4087): ask each of them.
+    pub(crate) without_runners: Vec<String>,
 }
 
 fn text(v: &Value, key: &str) -> Option<String> {
@@ -159,7 +162,12 @@ pub(crate) fn parse_discovery(
         };
         let address = text(entry, "address").unwrap_or_else(|| source.to_owned());
         let runners = match obj.get("runners") {
-            None | Some(Value::Null) => continue,
+            None | Some(Value::Null) => {
+                if let Some(a) = text(entry, "address") {
+                    out.without_runners.push(a);
+                }
+                continue;
+            }
             Some(Value::Array(r)) => r,
             Some(_) => {
                 out.skipped.push(skip(&address, "runners is not a list"));

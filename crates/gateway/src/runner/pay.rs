@@ -29,6 +29,9 @@ pub(crate) struct Challenge {
     pub(crate) manifest_id: String,
     /// Where follow-up payments go.
     pub(crate) payment_url: String,
+    /// How often the orchestrator wants to be paid, when the challenge says
+    /// (`payment_interval_ms`, go-livepeer PR #4001's field).
+    pub(crate) payment_interval: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Challenge {
@@ -73,10 +76,16 @@ impl Challenge {
         if !matches!(payment_url.scheme(), "http" | "https") {
             return Err("payment_url must be http(s)".into());
         }
+        let payment_interval = v
+            .get("payment_interval_ms")
+            .and_then(Value::as_u64)
+            .filter(|ms| (100..=3_600_000).contains(ms))
+            .map(std::time::Duration::from_millis);
         Ok(Self {
             payment_params,
             manifest_id,
             payment_url: payment_url.into(),
+            payment_interval,
         })
     }
 
@@ -139,6 +148,9 @@ pub enum FundingEnd {
     Refused,
     /// A budget the job draws on ran out; the payment was not sent.
     BudgetExhausted,
+    /// The signer kept answering 482 (no tickets) with no state: payments are wedged and
+    /// the orchestrator will release the session for want of balance (go-livepeer #4077).
+    Wedged,
 }
 
 /// Shared view of a funding loop.
@@ -179,6 +191,7 @@ pub(crate) async fn fund(
             StopReason::PriceExceeded => FundingEnd::PriceExceeded,
             StopReason::SessionGone => FundingEnd::Released,
             StopReason::BudgetExhausted => FundingEnd::BudgetExhausted,
+            StopReason::Wedged => FundingEnd::Wedged,
             StopReason::Refused | StopReason::InitialFailed(_) => FundingEnd::Refused,
         };
         warn!(?end, "runner payments stopped");
@@ -223,6 +236,7 @@ mod tests {
     fn challenge_without_payment_url_pays_the_session_path() {
         let body = br#"{"payment_params":"CgA=","manifest_id":"ab12cd34"}"#;
         let c = Challenge::parse(body, &base()).unwrap();
+        assert_eq!(c.payment_interval, None);
         assert_eq!(
             c.payment_url,
             "https://o:8935/apps/r/session/ab12cd34/payment"
@@ -237,6 +251,24 @@ mod tests {
         assert!(Challenge::parse(body, &call).is_err());
         let sneaky = br#"{"payment_params":"CgA=","manifest_id":"../../x"}"#;
         assert!(Challenge::parse(sneaky, &base()).is_err());
+    }
+
+    #[test]
+    fn a_challenge_may_name_its_payment_interval() {
+        let at = |ms: &str| {
+            let body = format!(
+                r#"{{"payment_params":"CgA=","manifest_id":"m","payment_url":"/p","payment_interval_ms":{ms}}}"#
+            );
+            Challenge::parse(body.as_bytes(), &base())
+                .unwrap()
+                .payment_interval
+        };
+        assert_eq!(at("5000"), Some(std::time::Duration::from_secs(5)));
+        // Nonsense is ignored, not obeyed.
+        assert_eq!(at("0"), None);
+        assert_eq!(at("-5"), None);
+        assert_eq!(at("\"x\""), None);
+        assert_eq!(at("99999999999"), None);
     }
 
     #[test]
