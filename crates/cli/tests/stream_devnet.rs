@@ -273,17 +273,51 @@ async fn strength_scales_the_effect_and_relay_passes_segments_unchanged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lpgw_stream_records_the_processed_video() {
-    record_with_lpgw_stream("streamdiffusion").await;
+    record_with_lpgw_stream("streamdiffusion", &[], prompt_effect).await;
 }
 
 /// `scope` goes through the live-runner flow: discovery, reservation, `POST {app}/scope`, the
-/// Scope control protocol, then media on the announced `in`/`out` channels.
+/// Scope start sequence (no pipeline named: the configured default loads), then media on the
+/// announced `in`/`out` channels.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lpgw_stream_through_a_scope_live_runner() {
-    record_with_lpgw_stream("scope").await;
+    record_with_lpgw_stream("scope", &[], prompt_effect).await;
 }
 
-async fn record_with_lpgw_stream(model: &str) {
+/// `--pipeline gray`: the runner loads Scope's `gray` pipeline and the recording is the
+/// input's luma with neutral chroma.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lpgw_stream_with_the_gray_pipeline_writes_gray_video() {
+    record_with_lpgw_stream("scope", &["--pipeline", "gray"], |i, yuv| {
+        let input = test_pattern(128, 96, i);
+        let mean_off = |p: &[u8]| {
+            p.iter().map(|&v| (f64::from(v) - 128.0).abs()).sum::<f64>() / p.len() as f64
+        };
+        assert!(mean_off(&yuv.u) < 3.0, "frame {i}: U is not neutral");
+        assert!(mean_off(&yuv.v) < 3.0, "frame {i}: V is not neutral");
+        let luma_err = yuv
+            .y
+            .iter()
+            .zip(&input.y)
+            .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+            .sum::<f64>()
+            / input.y.len() as f64;
+        assert!(
+            luma_err < 8.0,
+            "frame {i}: luma is not the input's ({luma_err:.1})"
+        );
+    })
+    .await;
+}
+
+/// The prompt effect of `lpgw stream --prompt "a cat"`, frame by frame.
+fn prompt_effect(i: u32, yuv: &Yuv420Frame) {
+    let mut want = test_pattern(128, 96, i);
+    apply_prompt_effect(&mut want, "a cat", 0.8);
+    assert!(mad(yuv, &want) < 6.0, "frame {i} carries the effect");
+}
+
+async fn record_with_lpgw_stream(model: &str, extra: &[&str], check: impl Fn(u32, &Yuv420Frame)) {
     let dir = std::env::temp_dir().join(format!("lpgw-stream-{model}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.ts");
@@ -301,6 +335,7 @@ async fn record_with_lpgw_stream(model: &str) {
                 "--prompt",
                 "a cat",
             ])
+            .args(extra)
             .arg("--output")
             .arg(&out)
             .env("LPGW_LOG", "warn")
@@ -335,9 +370,7 @@ async fn record_with_lpgw_stream(model: &str) {
         let f = f.unwrap();
         let yuv = f.yuv.unwrap();
         let i = read_test_pattern_index(&yuv).expect("index");
-        let mut want = test_pattern(128, 96, i);
-        apply_prompt_effect(&mut want, "a cat", 0.8);
-        assert!(mad(&yuv, &want) < 6.0, "frame {i} carries the effect");
+        check(i, &yuv);
         idx.push(i);
     }
     tokio::task::spawn_blocking(move || output.join())

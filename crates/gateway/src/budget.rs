@@ -126,10 +126,10 @@ impl SpendWindow {
 
     /// Gives back an entry (a payment that was not accepted).
     fn remove(&mut self, id: u64) {
-        if let Some(i) = self.entries.iter().rposition(|e| e.0 == id) {
-            if let Some((_, _, v)) = self.entries.remove(i) {
-                self.total = self.total.saturating_sub(v);
-            }
+        if let Some(i) = self.entries.iter().rposition(|e| e.0 == id)
+            && let Some((_, _, v)) = self.entries.remove(i)
+        {
+            self.total = self.total.saturating_sub(v);
         }
     }
 }

@@ -68,11 +68,14 @@ pub enum EndReason {
     PaymentsWedged,
 }
 
+/// Why a job ended, and the details where there are any.
+type Ending = (EndReason, Option<String>);
+
 /// Records the first reason the job ended (and its details), then cancels it.
 #[derive(Debug, Clone)]
 struct Ender {
     token: CancellationToken,
-    reason: Arc<Mutex<Option<(EndReason, Option<String>)>>>,
+    reason: Arc<Mutex<Option<Ending>>>,
 }
 
 impl Ender {

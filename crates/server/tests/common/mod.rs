@@ -36,6 +36,15 @@ impl Harness {
     }
 
     pub async fn start_with(config: ServerConfig, dn: DevnetConfig) -> Self {
+        Self::start_tuned(config, dn, |_| {}).await
+    }
+
+    /// As [`Self::start_with`], with the gateway settings adjusted by `tune` last.
+    pub async fn start_tuned(
+        config: ServerConfig,
+        dn: DevnetConfig,
+        tune: impl FnOnce(&mut lpgw_gateway::Settings),
+    ) -> Self {
         let devnet = Devnet::start(dn).await.expect("devnet starts");
         let mut settings = lpgw_gateway::Settings {
             orchestrators: vec![devnet.orchestrator_url().to_string()],
@@ -49,6 +58,7 @@ impl Harness {
             settings.payment_interval = Duration::from_millis(300);
             settings.live.payment_interval = Duration::from_millis(300);
         }
+        tune(&mut settings);
         let gateway = lpgw_gateway::Gateway::new(settings).expect("gateway");
         let state = AppState::new(config, gateway);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
