@@ -10,9 +10,12 @@ Two modes, each printing one JSON object as its last stdout line:
       calls ``{app_url}/echo`` (``call_runner``), stops the session and unregisters.
 
   scope --orch URL [--signer URL]
-      ``start_scope`` against the devnet (offchain, or paying through the signer), then
-      ``ping`` → ``pong`` and ``start_stream`` → ``stream_started`` over the job's control
-      and events channels.
+      ``start_scope`` against the devnet (offchain, or paying through the signer), then the
+      real Scope runner's sequence over the job's control and events channels, each answer
+      matched by ``request_id``: ``runner_ready``, ``ping`` → ``pong``, ``start_stream``
+      refused before a pipeline is loaded, ``api`` load of ``gray`` and status polling to
+      ``loaded``, ``start_stream`` with the linear graph → ``stream_started`` with ``in`` and
+      ``out`` channels, ``stop_stream`` → ``stream_stopped``.
 
 Exit status 0 with {"ok": true, ...}; on failure 1 with {"ok": false, "error": ...}.
 """
@@ -114,23 +117,71 @@ async def scope_mode(args, out):
         "events_url": job.events_url,
         "publish_url": job.publish_url,
     }
-    try:
+    seen = []
 
-        async def first(kind):
-            async for ev in job.events(start_seq=0):
-                if isinstance(ev, dict) and ev.get("type") == kind:
+    async def collect():
+        async for ev in job.events(start_seq=0):
+            if isinstance(ev, dict):
+                seen.append(ev)
+
+    reader = asyncio.create_task(collect())
+
+    async def answer(pred, start=None):
+        # The first event from `start` (default: from now on) that `pred` accepts.
+        start = len(seen) if start is None else start
+        while True:
+            for ev in seen[start:]:
+                if pred(ev):
                     return ev
-            return None
+            await asyncio.sleep(0.02)
 
-        await job.control.write({"type": "ping", "timestamp": 42, "request_id": "p1"})
-        out["pong"] = await asyncio.wait_for(first("pong"), args.timeout)
-        await job.control.write({"type": "start_stream", "request_id": "s1", "params": {"prompt": "cat"}})
-        started = await asyncio.wait_for(first("stream_started"), args.timeout)
+    def reply_to(rid):
+        return lambda ev: ev.get("request_id") == rid
+
+    async def ask(msg):
+        await job.control.write(msg)
+        return await asyncio.wait_for(answer(reply_to(msg["request_id"])), args.timeout)
+
+    try:
+        # The real runner's sequence: it announces itself, answers pings, refuses a stream
+        # before a pipeline is loaded, loads one, and only then streams.
+        await asyncio.wait_for(answer(lambda ev: ev.get("type") == "runner_ready", 0), args.timeout)
+        out["runner_ready"] = True
+        out["pong"] = await ask({"type": "ping", "timestamp": 42, "request_id": "p1"})
+        early = await ask({"type": "start_stream", "request_id": "s0", "params": {"prompt": "cat"}})
+        out["early"] = {"type": early.get("type"), "error": early.get("error")}
+        load = await ask({"type": "api", "request_id": "l1", "method": "POST",
+                          "path": "/api/v1/pipeline/load", "body": {"pipeline_ids": ["gray"]}})
+        out["load_status"] = load.get("status")
+        status = None
+        for n in range(int(args.timeout / 0.1)):
+            st = await ask({"type": "api", "request_id": f"st{n}", "method": "GET",
+                            "path": "/api/v1/pipeline/status"})
+            status = (st.get("data") or {}).get("status")
+            if status in ("loaded", "error"):
+                break
+            await asyncio.sleep(0.1)
+        out["loaded"] = status
+        graph = {
+            "nodes": [{"id": "input", "type": "source"},
+                      {"id": "gray", "type": "pipeline", "pipeline_id": "gray"},
+                      {"id": "output", "type": "sink"}],
+            "edges": [{"from": "input", "from_port": "video", "to_node": "gray",
+                       "to_port": "video", "kind": "stream"},
+                      {"from": "gray", "from_port": "video", "to_node": "output",
+                       "to_port": "video", "kind": "stream"}],
+        }
+        started = await ask({"type": "start_stream", "request_id": "s1", "params": {
+            "pipeline_ids": ["gray"], "input_mode": "video", "graph": graph, "prompt": "cat"}})
         out["stream_started"] = {
             "request_id": started.get("request_id"),
             "directions": sorted(c.get("direction") for c in started.get("channels", [])),
+            "roles": sorted(c.get("role") for c in started.get("channels", [])),
         }
+        stopped = await ask({"type": "stop_stream", "request_id": "x1"})
+        out["stream_stopped"] = stopped.get("type")
     finally:
+        reader.cancel()
         await job.close()
 
 

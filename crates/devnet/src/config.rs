@@ -132,6 +132,20 @@ pub struct Faults {
     /// `409 runner already has an active session` (a runner stuck with a stale session).
     /// Default `false`.
     pub live_stale_session: bool,
+    /// How long built-in Scope pipeline loads take, overriding
+    /// [`crate::ScopeRunnerConfig::load_delay`] for loads requested from now on.
+    /// Default `None`.
+    pub scope_load_delay: Option<Duration>,
+    /// Built-in Scope pipeline loads fail (after their delay) as a real load failure does:
+    /// `GET /api/v1/pipeline/status` says `error` once, then `not_loaded`, and the failure is
+    /// only in `logs` (`Failed to load pipeline <key>: ...`). Default `false`.
+    pub scope_load_fail: bool,
+    /// Built-in Scope runners send no `runner_ready` at job start (nor after a restart).
+    /// Default `false`.
+    pub scope_no_runner_ready: bool,
+    /// An uncorrelated `{"type":"error","request_id":null,"error":<this>}` the built-in Scope
+    /// runners emit as soon as a `start_stream` arrives, before its answer. Default `None`.
+    pub scope_uncorrelated_error: Option<String>,
 }
 
 #[derive(Debug)]
@@ -178,6 +192,27 @@ impl FaultControl {
     /// Turns the stale-session fault of the built-in Scope runner on or off.
     pub fn set_live_stale_session(&self, on: bool) {
         self.lock().faults.live_stale_session = on;
+    }
+
+    /// Overrides how long built-in Scope pipeline loads take (`None`: the configured delay).
+    pub fn set_scope_load_delay(&self, delay: Option<Duration>) {
+        self.lock().faults.scope_load_delay = delay;
+    }
+
+    /// Makes built-in Scope pipeline loads fail (see [`Faults::scope_load_fail`]) or not.
+    pub fn set_scope_load_fail(&self, on: bool) {
+        self.lock().faults.scope_load_fail = on;
+    }
+
+    /// Suppresses (or restores) `runner_ready` of built-in Scope jobs.
+    pub fn set_scope_no_runner_ready(&self, on: bool) {
+        self.lock().faults.scope_no_runner_ready = on;
+    }
+
+    /// Sets the uncorrelated error emitted ahead of every `start_stream` answer (`None`
+    /// turns it off; see [`Faults::scope_uncorrelated_error`]).
+    pub fn set_scope_uncorrelated_error(&self, error: Option<String>) {
+        self.lock().faults.scope_uncorrelated_error = error;
     }
 
     /// Sets the added latency.

@@ -269,9 +269,19 @@ impl DevnetHandle {
         self.live.cfg.orch_secret.as_deref()
     }
 
-    /// The route (`/apps/{route}/...`) of the built-in persistent Scope runner, if any.
+    /// The route (`/apps/{route}/...`) of the first built-in persistent Scope runner, if any.
     pub fn scope_runner(&self) -> Option<String> {
-        self.live.scope_route.lock().ok().and_then(|r| r.clone())
+        self.scope_runners().into_iter().next()
+    }
+
+    /// The routes of every built-in persistent Scope runner, in registration order (the first
+    /// is [`Self::scope_runner`]).
+    pub fn scope_runners(&self) -> Vec<String> {
+        self.live
+            .scope_routes
+            .lock()
+            .map(|r| r.clone())
+            .unwrap_or_default()
     }
 
     /// Active sessions of a live runner, oldest first (empty for an unknown runner).

@@ -14,15 +14,20 @@
 //!   runner callbacks (channels, proxies, stop) and the app proxy (persistent, single-shot,
 //!   generated proxy URLs; streaming, SSE and WebSocket), on the public port and on a
 //!   loopback runner-facing port ([`DevnetHandle::runner_url`]);
-//! - **Scope out of the box**: a built-in persistent `live-video-to-video/scope` live runner
-//!   and the serverless `POST /scope`, both speaking the Scope control protocol and running
-//!   the video effect ([`LiveConfig`], [`ScopeRunnerConfig`]);
+//! - **Scope out of the box**: built-in persistent `live-video-to-video/scope` live runners
+//!   (capacity 1 each, four by default) and the serverless `POST /scope`, both behaving as
+//!   the real Scope live runner: `runner_ready`, pipeline load and status through `api`,
+//!   schemas, `start_stream` over a graph (failing silently when a pipeline is not loaded),
+//!   `parameters`, `stop_stream`, restart and batched `logs`; pipelines `passthrough`,
+//!   `gray` and the diffusion ids (emulated by the video effect, generating frames in text
+//!   mode) ([`LiveConfig`], [`ScopeRunnerConfig`]);
 //! - a **built-in LV2V runner** per session that decodes the input channel, applies a visible
 //!   effect driven by the `prompt` and `strength` parameters, re-encodes and publishes the
 //!   output channel (models `noop`, `relay` and `passthrough` copy segments through
 //!   unchanged), follows the control channel and publishes status events with fps and frame
 //!   counts;
-//! - seeded **fault knobs**: capacity, latency, refusals, price, garbage gRPC, signer answers.
+//! - seeded **fault knobs**: capacity, latency, refusals, price, garbage gRPC, signer answers,
+//!   and Scope's (slow or failing loads, no `runner_ready`, an uncorrelated `error`).
 //!
 //! Payments are emulated without a chain: tickets are opaque, authenticated with a per-devnet
 //! secret, and credit their expected value to a balance per (sender, manifest) that the

@@ -106,7 +106,7 @@ fn params_lock(p: &SharedParams) -> MutexGuard<'_, EffectParams> {
 }
 
 /// The encoder the runner publishes with: cheap enough for several streams on two cores.
-fn runner_encoder() -> EncoderConfig {
+pub(crate) fn runner_encoder() -> EncoderConfig {
     EncoderConfig {
         preset: "ultrafast".into(),
         rate: RateControl::Crf(23.0),

@@ -178,6 +178,8 @@ impl Gateway {
                         .await
                     {
                         Some(job) => return Ok(StartedJob::Scope(job)),
+                        // What one Scope runner refused, every route would refuse.
+                        None if refused(&rejections) => break,
                         None => continue,
                     }
                 }
@@ -207,6 +209,9 @@ impl Gateway {
                 .await
             {
                 return Ok(job);
+            }
+            if refused(&rejections) {
+                break;
             }
         }
         Err(Error::NoRunnerAvailable { rejections })
@@ -276,6 +281,13 @@ impl Gateway {
         }
         None
     }
+}
+
+/// Whether the last attempt was a Scope runner refusing the pipelines or parameters.
+fn refused(rejections: &[Rejection]) -> bool {
+    rejections
+        .last()
+        .is_some_and(|r| matches!(r.reason, RejectReason::PipelineRefused(_)))
 }
 
 fn app_failed(status: u16, body: String) -> RejectReason {

@@ -59,6 +59,14 @@ pub(crate) struct DevnetArgs {
     /// Register no built-in Scope runner (neither persistent nor serverless).
     #[arg(long)]
     no_scope: bool,
+    /// Built-in persistent Scope runners to register (capacity 1 each, as the real runner),
+    /// so that this many Scope streams can run at once.
+    #[arg(long, default_value_t = 4)]
+    scope_runners: u32,
+    /// The bootstrap secret external live runners register with (`Authorization` of their
+    /// first heartbeat; go-livepeer `-orchSecret`). Default: `devnet-orch-secret`.
+    #[arg(long)]
+    orch_secret: Option<String>,
     /// Print the URLs as one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -101,8 +109,13 @@ impl DevnetArgs {
                 eth_usd: self.eth_usd,
                 scope: (!self.no_scope).then(|| ScopeRunnerConfig {
                     price: self.scope_price.clone(),
+                    runners: self.scope_runners,
                     ..ScopeRunnerConfig::default()
                 }),
+                orch_secret: self
+                    .orch_secret
+                    .clone()
+                    .or_else(|| LiveConfig::default().orch_secret),
                 ..LiveConfig::default()
             },
             ..DevnetConfig::default()
@@ -125,6 +138,7 @@ pub(crate) fn describe(h: &DevnetHandle) -> serde_json::Value {
         "runner_url": h.runner_url(),
         "orch_secret": h.orch_secret(),
         "scope_runner": h.scope_runner(),
+        "scope_runners": h.scope_runners(),
     })
 }
 
@@ -145,10 +159,13 @@ pub(crate) async fn run(args: DevnetArgs) -> anyhow::Result<()> {
         } else {
             println!("models:         {}", args.models.join(","));
         }
-        if let Some(route) = handle.scope_runner() {
+        let routes = handle.scope_runners();
+        if !routes.is_empty() {
             println!(
-                "scope runner:   {route} ({}/{})",
-                args.scope_price.price, args.scope_price.unit
+                "scope runners:  {} ({}/{})",
+                routes.join(","),
+                args.scope_price.price,
+                args.scope_price.unit
             );
         }
         // External live runners register here with the orchestrator secret.
@@ -217,5 +234,13 @@ mod tests {
         );
         let cfg = Cli::parse_from(["x", "--no-scope"]).args.config();
         assert!(cfg.live.scope.is_none());
+        let cfg = Cli::parse_from(["x"]).args.config();
+        assert_eq!(cfg.live.scope.map(|s| s.runners), Some(4));
+        assert_eq!(cfg.live.orch_secret.as_deref(), Some("devnet-orch-secret"));
+        let cfg = Cli::parse_from(["x", "--scope-runners", "2", "--orch-secret", "s3"])
+            .args
+            .config();
+        assert_eq!(cfg.live.scope.map(|s| s.runners), Some(2));
+        assert_eq!(cfg.live.orch_secret.as_deref(), Some("s3"));
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod scope;
+
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;

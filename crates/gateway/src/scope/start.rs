@@ -116,6 +116,15 @@ fn redact(line: &str) -> String {
         .join(" ")
 }
 
+/// The message of a runner log line (`<time> - <logger> - ERROR - [(<id>)] <message>`).
+fn log_message(line: &str) -> &str {
+    let msg = line.rsplit_once(" - ERROR - ").map_or(line, |(_, m)| m);
+    match msg.strip_prefix("[(").and_then(|m| m.split_once(")] ")) {
+        Some((_, rest)) => rest,
+        None => msg,
+    }
+}
+
 /// Whether a runner log line reports a failure worth naming.
 fn is_error_line(line: &str) -> bool {
     line.contains(" - ERROR - ")
@@ -295,7 +304,7 @@ impl StartMachine {
                 let lines = ev.get("lines").and_then(Value::as_array);
                 for l in lines.into_iter().flatten().filter_map(Value::as_str) {
                     if is_error_line(l) {
-                        self.note_error(redact(l.trim()));
+                        self.note_error(redact(log_message(l.trim())));
                     }
                 }
                 return;
@@ -369,8 +378,11 @@ impl StartMachine {
                         }
                     }
                     "error" => {
-                        let text = data["error"].as_str().unwrap_or("pipeline load failed");
-                        return self.refuse(format!("pipeline load failed: {text}"));
+                        // The real runner leaves `error` null: its words are in `logs`.
+                        return self.refuse(match data["error"].as_str() {
+                            Some(text) => format!("pipeline load failed: {}", redact(text)),
+                            None => "pipeline load failed".to_owned(),
+                        });
                     }
                     _ => {
                         self.not_loaded += 1;

@@ -22,35 +22,52 @@ impl UsdPriceConfig {
     }
 }
 
-/// The built-in Scope runners: a persistent `live-video-to-video/scope` live runner and the
-/// serverless `POST /scope` entry.
+/// The built-in Scope runners: persistent `live-video-to-video/scope` live runners and the
+/// serverless `POST /scope` entry. Both speak the real Scope live runner's protocol: a
+/// pipeline must be loaded (`api` `POST /api/v1/pipeline/load`) before `start_stream`.
 #[derive(Debug, Clone)]
 pub struct ScopeRunnerConfig {
-    /// Register the persistent live runner. Default `true`.
+    /// Register the persistent live runners. Default `true`.
     pub persistent: bool,
+    /// Persistent runners registered (each its own process with its own pipelines), so that
+    /// several streams run at once. Default 4.
+    pub runners: u32,
     /// Serve `POST /scope` and list it in discovery. Default `true`.
     pub serverless: bool,
-    /// Sessions the persistent runner takes at once. Default 2.
+    /// Sessions each persistent runner takes at once. Default 1, as the real runner (the
+    /// orchestrator answers 503 `no capacity available for runner` beyond it).
     pub capacity: u32,
     /// Its price (used only when the devnet is priced). Default 2 USD per hour, a realistic
     /// GPU rent and below a gateway's default ceiling (5 USD per hour).
     pub price: UsdPriceConfig,
     /// Concurrent serverless jobs. Default 2.
     pub serverless_capacity: u32,
-    /// Label the persistent runner routes by (`/apps/{label}/...`); `None` routes by a
-    /// generated runner ID. Default `Some("scope")`.
+    /// Label the first persistent runner routes by (`/apps/{label}/...`; the others by
+    /// `{label}-2`, `{label}-3`, ...); `None` routes by generated runner IDs.
+    /// Default `Some("scope")`.
     pub label: Option<String>,
+    /// How long a pipeline load takes (status `loading` meanwhile). Default 300 ms;
+    /// [`crate::Faults::scope_load_delay`] overrides it at run time.
+    pub load_delay: Duration,
+    /// Lifetime of one events segment: events are JSON lines streamed into a segment that
+    /// closes this long after it opened, as the real runner's writer does (default 10 s).
+    /// `Duration::ZERO` writes one event per segment instead, for readers that take one
+    /// document per segment (go-livepeer's LV2V framing).
+    pub events_rotate: Duration,
 }
 
 impl Default for ScopeRunnerConfig {
     fn default() -> Self {
         Self {
             persistent: true,
+            runners: 4,
             serverless: true,
-            capacity: 2,
+            capacity: 1,
             price: UsdPriceConfig::new("2", "hour"),
             serverless_capacity: 2,
             label: Some("scope".into()),
+            load_delay: Duration::from_millis(300),
+            events_rotate: Duration::from_secs(10),
         }
     }
 }

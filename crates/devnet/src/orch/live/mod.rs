@@ -50,8 +50,8 @@ pub(crate) struct Live {
     o2r: Mutex<HashMap<String, mpsc::Sender<Bytes>>>,
     /// Serverless Scope jobs running now.
     pub(crate) serverless_in_use: AtomicU32,
-    /// The built-in persistent Scope runner's route, once registered.
-    pub(crate) scope_route: Mutex<Option<String>>,
+    /// The built-in persistent Scope runners' routes, in registration order.
+    pub(crate) scope_routes: Mutex<Vec<String>>,
     pub(crate) client: reqwest::Client,
     pub(crate) proxy_client: proxy::ProxyClient,
 }
@@ -128,7 +128,7 @@ impl Live {
             cfg,
             o2r: Mutex::new(HashMap::new()),
             serverless_in_use: AtomicU32::new(0),
-            scope_route: Mutex::new(None),
+            scope_routes: Mutex::new(Vec::new()),
             client,
             proxy_client: proxy::client(),
         })

@@ -194,6 +194,10 @@ fn load_failures_end_the_start_with_the_runners_words() {
     };
     assert!(why.starts_with("pipeline load failed"), "{why}");
     assert!(why.contains("Invalid pipeline ID: nope"), "{why}");
+    assert!(
+        !why.contains("scope.server"),
+        "only the message is kept: {why}"
+    );
     assert!(!why.contains("secret.example"), "URLs are redacted: {why}");
 }
 

@@ -1,6 +1,6 @@
 //! The serverless `POST /scope` (server/ai_http.go:1188-1355): payment when priced (the
 //! challenge's `payment_url` is `/payment`), then `<mid>-control` and `<mid>-events` and a
-//! Scope job whose media channels are `<mid>-<n>-in/out`.
+//! Scope job (a fresh runner: nothing loaded) whose media channels are `<mid>-<n>-in/out`.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,12 +10,12 @@ use axum::extract::State;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::super::Live;
 use super::super::meter::UnitMeter;
 use super::super::paid::{challenge, payer, payment_headers};
-use super::{Channels, MAX_BODY, run_job};
+use super::{Channels, MAX_BODY, job, new_pipelines};
 use crate::ledger::{LV2V_PIXELS_PER_SEC, Price};
 use crate::orch::{payment, random_manifest_id, unix_now};
 use crate::respond::{json_error, json_ok, plain_error};
@@ -40,10 +40,6 @@ pub(crate) async fn start(
     if body.len() > MAX_BODY {
         return plain_error(StatusCode::BAD_REQUEST, "http: request body too large");
     }
-    let params = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("params").cloned())
-        .filter(|p| !p.is_null());
     let (mid, meter) = if live.priced() {
         let ph = headers
             .get(lpgw_proto::LIVEPEER_PAYMENT)
@@ -96,12 +92,18 @@ pub(crate) async fn start(
         .trickle
         .create_channel(&events, "application/json");
     let cancel = live.orch.shutdown.child_token();
-    let job = run_job(
-        live.clone(),
+    // Each serverless job is a fresh runner process: no pipeline is loaded.
+    let job = job::run(
+        job::Job {
+            live: live.clone(),
+            how: Channels::Direct { mid: mid.clone() },
+            pipelines: new_pipelines(),
+            load_delay: cfg.load_delay,
+            manifest_id: mid.clone(),
+            events_rotate: cfg.events_rotate,
+        },
         live.internal_trickle(&control),
         live.internal_trickle(&events),
-        Channels::Direct { mid: mid.clone() },
-        params,
         cancel.clone(),
     );
     let l = live.clone();
