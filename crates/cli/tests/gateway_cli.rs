@@ -234,7 +234,6 @@ async fn start_sends_stdin_control_and_stops_at_end_of_input() {
 #[tokio::test]
 async fn start_scope_reserves_a_live_runner_and_stops_it_at_the_end() {
     let h = devnet(DevnetConfig::default()).await;
-    let route = h.scope_runner().expect("a bare devnet serves Scope");
     let mut child = lpgw()
         .args(["start", "--model", "scope", "--control-stdin"])
         .args(["--orch", h.orchestrator_url()])
@@ -250,7 +249,7 @@ async fn start_scope_reserves_a_live_runner_and_stops_it_at_the_end() {
         job["publish_url"].is_string() && job["subscribe_url"].is_string(),
         "{job}"
     );
-    assert_eq!(h.live_sessions(&route).len(), 1);
+    assert_eq!(h.scope_sessions().len(), 1);
     let msg = json!({"type": "parameters", "params": {"prompt": "a heron"}});
     bounded(
         "write stdin",
@@ -272,12 +271,12 @@ async fn start_scope_reserves_a_live_runner_and_stops_it_at_the_end() {
     assert!(status.success(), "exit {status}");
     // Closing the job stopped the reserved session at the orchestrator.
     for _ in 0..50 {
-        if h.live_sessions(&route).is_empty() {
+        if h.scope_sessions().is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    assert!(h.live_sessions(&route).is_empty());
+    assert!(h.scope_sessions().is_empty());
     h.shutdown().await;
 }
 

@@ -284,6 +284,14 @@ impl DevnetHandle {
             .unwrap_or_default()
     }
 
+    /// Active sessions on every built-in Scope runner.
+    pub fn scope_sessions(&self) -> Vec<String> {
+        self.scope_runners()
+            .iter()
+            .flat_map(|r| self.live_sessions(r))
+            .collect()
+    }
+
     /// Active sessions of a live runner, oldest first (empty for an unknown runner).
     pub fn live_sessions(&self, route: &str) -> Vec<String> {
         self.live.sessions_of(route)

@@ -123,7 +123,9 @@ pub struct LiveSettings {
     pub cooldown: Duration,
     /// Timeout of each reservation, app and payment call. Default 10 s.
     pub call_timeout: Duration,
-    /// How long to wait for Scope's `stream_started` after `start_stream`. Default 10 s.
+    /// How long to wait for any one answer of a Scope runner (`api_response`,
+    /// `stream_started`). Default 30 s: a real runner builds its pipeline registry on the
+    /// first schemas request, which took 5–7 s on a CPU machine.
     pub stream_start_timeout: Duration,
     /// The Scope start sequence: default pipelines, bounded waits, keepalive.
     pub scope: ScopeSettings,
@@ -144,7 +146,7 @@ impl Default for LiveSettings {
             challenge_retries: 3,
             cooldown: Duration::from_secs(300),
             call_timeout: Duration::from_secs(10),
-            stream_start_timeout: Duration::from_secs(10),
+            stream_start_timeout: Duration::from_secs(30),
             scope: ScopeSettings::default(),
             stop_attempts: 4,
             max_runners: 256,

@@ -256,6 +256,14 @@ impl RunningJob {
         }
     }
 
+    /// The Scope runner's keepalive figures.
+    pub(crate) fn scope_health(&self) -> Option<lpgw_gateway::ScopeHealth> {
+        match self {
+            Self::Scope(j) => Some(j.health()),
+            Self::Lv2v(_) => None,
+        }
+    }
+
     /// The Scope runner's health and the stream's input mode, for status answers.
     pub(crate) fn scope_json(&self) -> Option<Value> {
         let Self::Scope(j) = self else { return None };

@@ -174,12 +174,17 @@ impl Default for Metrics {
     }
 }
 
-/// One running job's spend, for the `lpgw_job_spend_wei` gauge.
+/// One running job's spend and, for Scope jobs, its runner's keepalive figures, for the
+/// per-job gauges.
 #[derive(Debug, Clone)]
 pub(crate) struct JobSpendRow {
     pub(crate) job_id: String,
     pub(crate) key: String,
     pub(crate) wei: u128,
+    /// Round trip of the last answered `ping`, seconds.
+    pub(crate) pong_secs: Option<f64>,
+    /// Pings in a row with no `pong`.
+    pub(crate) missed_pongs: Option<u32>,
 }
 
 /// Job counts by flow and phase, taken from the registry at scrape time.
@@ -330,6 +335,24 @@ impl Metrics {
                 "lpgw_job_spend_wei{{job_id=\"{}\",key=\"{}\"}} {}",
                 r.job_id, r.key, r.wei
             );
+        }
+        o.push_str(
+            "# HELP lpgw_scope_pong_seconds Round trip of the last ping answered by each \
+             running Scope job's runner.\n# TYPE lpgw_scope_pong_seconds gauge\n",
+        );
+        for r in job_spend {
+            if let Some(p) = r.pong_secs {
+                let _ = writeln!(o, "lpgw_scope_pong_seconds{{job_id=\"{}\"}} {p}", r.job_id);
+            }
+        }
+        o.push_str(
+            "# HELP lpgw_scope_missed_pongs Pings in a row each running Scope job's runner \
+             left unanswered.\n# TYPE lpgw_scope_missed_pongs gauge\n",
+        );
+        for r in job_spend {
+            if let Some(m) = r.missed_pongs {
+                let _ = writeln!(o, "lpgw_scope_missed_pongs{{job_id=\"{}\"}} {m}", r.job_id);
+            }
         }
         counter(
             &mut o,

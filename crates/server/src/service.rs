@@ -523,10 +523,19 @@ impl AppState {
             .registry
             .all()
             .into_iter()
-            .map(|j| crate::metrics::JobSpendRow {
-                job_id: j.id.clone(),
-                key: j.owner.label(),
-                wei: j.spend.get().1,
+            .map(|j| {
+                let health = j
+                    .handle
+                    .try_lock()
+                    .ok()
+                    .and_then(|h| h.as_ref().and_then(|h| h.scope_health()));
+                crate::metrics::JobSpendRow {
+                    job_id: j.id.clone(),
+                    key: j.owner.label(),
+                    wei: j.spend.get().1,
+                    pong_secs: health.and_then(|h| h.last_pong).map(|d| d.as_secs_f64()),
+                    missed_pongs: health.map(|h| h.missed_pongs),
+                }
             })
             .collect()
     }

@@ -271,12 +271,8 @@ async fn browser_app_streams_prompts_and_stops() {
     d.call(reqwest::Method::DELETE, "", None).await;
     d.session = None;
     drop(d);
-    let route = h.devnet().scope_runner().expect("a Scope runner");
     let devnet = h.devnet();
-    common::eventually("the session to end", || {
-        devnet.live_sessions(&route).is_empty()
-    })
-    .await;
+    common::eventually("the session to end", || devnet.scope_sessions().is_empty()).await;
     h.finish().await;
 }
 

@@ -49,15 +49,7 @@ async fn scope_job_streams_and_a_prompt_changes_the_output() {
     let id = s["stream_id"].as_str().unwrap().to_string();
     let (_, st) = h.get(&format!("/stream/{id}/status"), None).await;
     assert_eq!(st["phase"], "ready", "{st}");
-    let route = h
-        .devnet()
-        .scope_runner()
-        .expect("devnet runs a Scope runner");
-    assert_eq!(
-        h.devnet().live_sessions(&route).len(),
-        1,
-        "one reserved session"
-    );
+    assert_eq!(h.devnet().scope_sessions().len(), 1, "one reserved session");
 
     let (ws, _) = tokio_tungstenite::connect_async(h.ws_url(&format!("job_id={id}")))
         .await
@@ -107,7 +99,7 @@ async fn scope_job_streams_and_a_prompt_changes_the_output() {
     sender.abort();
     let devnet = h.devnet();
     common::eventually("the live-runner session to end", || {
-        devnet.live_sessions(&route).is_empty()
+        devnet.scope_sessions().is_empty()
     })
     .await;
     h.finish().await;
@@ -121,15 +113,11 @@ async fn shutdown_stops_live_runner_sessions() {
         .await;
     assert_eq!(status, 200, "{s}");
     assert_eq!(s["flow"], "live-runner");
-    let route = h
-        .devnet()
-        .scope_runner()
-        .expect("devnet runs a Scope runner");
-    assert_eq!(h.devnet().live_sessions(&route).len(), 1);
+    assert_eq!(h.devnet().scope_sessions().len(), 1);
     h.stop_service().await;
     let devnet = h.devnet();
     common::eventually("the session to be stopped at the orchestrator", || {
-        devnet.live_sessions(&route).is_empty()
+        devnet.scope_sessions().is_empty()
     })
     .await;
     h.finish().await;

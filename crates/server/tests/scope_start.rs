@@ -98,13 +98,12 @@ async fn the_gray_pipeline_gives_gray_frames_and_stop_frees_the_runner() {
         .await;
     assert_eq!(code, 400);
 
-    let route = h.devnet().scope_runner().unwrap();
     let (code, _) = h
         .post_json(&format!("/stream/{id}/stop"), None, json!({}))
         .await;
     assert_eq!(code, 200);
     common::eventually("the runner's session is stopped", || {
-        h.devnet().live_sessions(&route).is_empty()
+        h.devnet().scope_sessions().is_empty()
     })
     .await;
     h.finish().await;
@@ -162,9 +161,8 @@ async fn an_unknown_pipeline_is_refused_once_with_the_runners_words() {
             .contains("Invalid pipeline ID: nope"),
         "{s}"
     );
-    let route = h.devnet().scope_runner().unwrap();
     common::eventually("the refused session is stopped", || {
-        h.devnet().live_sessions(&route).is_empty()
+        h.devnet().scope_sessions().is_empty()
     })
     .await;
     h.finish().await;

@@ -199,6 +199,7 @@ async fn round_trip(
     let ch = JobChannels {
         publish_url: job.urls().publish_url.clone(),
         subscribe_url: job.urls().subscribe_url.clone(),
+        http: None,
     };
     let opts = RunOptions {
         source: Source::Jpegs(pool.clone()),

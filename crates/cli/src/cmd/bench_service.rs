@@ -271,6 +271,7 @@ async fn unpaced(b: &Bench, gw: &Gateway, args: &ServiceBenchArgs) -> anyhow::Re
     let ch = JobChannels {
         publish_url: job.urls().publish_url.clone(),
         subscribe_url: job.urls().subscribe_url.clone(),
+        http: None,
     };
     let opts = RunOptions {
         source: Source::Jpegs(b.pool.clone()),

@@ -16,7 +16,8 @@ use tokio::io::AsyncBufReadExt as _;
 pub(crate) enum TlsArg {
     /// Pin the first certificate seen per host:port.
     Tofu,
-    /// Accept any certificate.
+    /// Accept any certificate (`insecure` is the same).
+    #[value(alias = "insecure")]
     Skip,
     /// Verify against the Mozilla roots.
     System,

@@ -181,9 +181,11 @@ impl ServeArgs {
             discovery_url: self.discovery.clone().filter(|s| !s.trim().is_empty()),
             tls: match self.tls.as_str() {
                 "tofu" => TlsMode::TrustOnFirstUse,
-                "insecure" => TlsMode::SkipVerification,
+                "insecure" | "skip" => TlsMode::SkipVerification,
                 "system" => TlsMode::SystemRoots,
-                other => anyhow::bail!("--tls must be tofu, insecure or system, not {other:?}"),
+                other => {
+                    anyhow::bail!("--tls must be tofu, insecure (or skip) or system, not {other:?}")
+                }
             },
             ..Settings::default()
         };

@@ -142,6 +142,9 @@ pub(crate) struct RunReport {
 pub(crate) struct JobChannels {
     pub(crate) publish_url: String,
     pub(crate) subscribe_url: String,
+    /// The job's pinned channel client (the gateway's TLS policy and pins); `None` only for
+    /// channels outside a gateway job (benchmarks against a local trickle server).
+    pub(crate) http: Option<lpgw_trickle::client::HttpClient>,
 }
 
 /// How an output frame is matched to its input.
@@ -152,6 +155,9 @@ enum Label {
     /// The presentation timestamp, relative to the first frame's.
     Pts(i64),
 }
+
+/// How long the output may stay quiet after the input ended before it counts as finished.
+const OUTPUT_QUIET: Duration = Duration::from_secs(2);
 
 /// Sends `opts.source` into `ch.publish_url`, reads `ch.subscribe_url` back, optionally
 /// records the output segments to `record`, and measures.
@@ -177,7 +183,8 @@ pub(crate) async fn run_through(
         &ch.subscribe_url,
         SubscriberConfig {
             start: SeqRequest::At(0),
-            insecure_tls: insecure(&ch.subscribe_url),
+            http: ch.http.clone(),
+            insecure_tls: ch.http.is_none() && insecure(&ch.subscribe_url),
             ..SubscriberConfig::default()
         },
     )?;
@@ -193,6 +200,10 @@ pub(crate) async fn run_through(
             (r, input.stats())
         }
     });
+    // How many frames came back, and when the last one did: a Scope runner keeps its output
+    // channel open after the input ends, so the end of the output is not always signalled.
+    let progress = std::sync::Arc::new(std::sync::Mutex::new((0usize, Instant::now())));
+    let seen = progress.clone();
     let receiver = tokio::spawn(async move {
         let mut got: Vec<(Option<Label>, Instant)> = Vec::new();
         while let Some(f) = frames.recv().await {
@@ -212,6 +223,7 @@ pub(crate) async fn run_through(
                 None => f.pts.map(Label::Pts),
             };
             got.push((key, now));
+            *seen.lock().unwrap_or_else(|p| p.into_inner()) = (got.len(), now);
         }
         got
     });
@@ -230,7 +242,8 @@ pub(crate) async fn run_through(
         &ch.publish_url,
         lpgw_bridge::MPEG_TS,
         PublisherConfig {
-            insecure_tls: insecure(&ch.publish_url),
+            http: ch.http.clone(),
+            insecure_tls: ch.http.is_none() && insecure(&ch.publish_url),
             ..PublisherConfig::default()
         },
     )?;
@@ -257,9 +270,17 @@ pub(crate) async fn run_through(
         Ok(r) => r?.context("publishing")?,
         Err(_) => cancel.cancel(),
     }
-    // The runner flushes and closes its output once our input channel is gone.
+    // The runner flushes and closes its output once our input channel is gone; one that
+    // keeps it open (a real Scope runner) is done once every frame came back, or once its
+    // output has been quiet for a while after the input ended.
+    let expected = sched.len();
     if tokio::time::timeout(opts.tail, async {
         while !feed.is_finished() {
+            let (n, last) = *progress.lock().unwrap_or_else(|p| p.into_inner());
+            if n >= expected || (n > 0 && last.elapsed() > OUTPUT_QUIET) {
+                cancel.cancel();
+                break;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
@@ -493,6 +514,7 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
             let ch = JobChannels {
                 publish_url: j.urls().publish_url.clone(),
                 subscribe_url: j.urls().subscribe_url.clone(),
+                http: j.channel_client(),
             };
             (j.take_events(), ch)
         }
@@ -506,6 +528,7 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
                     .clone()
                     .context("the Scope stream runs in text mode: it takes no input")?,
                 subscribe_url: media.output.clone(),
+                http: j.channel_client(),
             };
             eprintln!("job {} (scope)", j.manifest_id());
             (j.take_events(), ch)

@@ -360,6 +360,17 @@ impl ScopeJob {
                         // Answers to our own keepalives are not the application's business.
                         continue;
                     }
+                    if v["type"] == "logs"
+                        && let Some(lines) = v.get_mut("lines").and_then(Value::as_array_mut)
+                    {
+                        // At debug level runners log their channel URLs: capabilities that
+                        // must not reach the application's clients.
+                        for l in lines.iter_mut() {
+                            if let Some(s) = l.as_str() {
+                                *l = Value::String(start::redact(s));
+                            }
+                        }
+                    }
                     if app.try_send(v).is_err() && !app.is_closed() {
                         dropped += 1;
                         debug!(dropped, "event dropped: application is not reading");
@@ -635,7 +646,15 @@ impl ScopeJob {
         if let Some(b) = body {
             msg["body"] = b;
         }
-        self.request(msg).await
+        let answer = self.request(msg).await;
+        if method.eq_ignore_ascii_case("POST") && path.trim_end_matches('/') == "/api/v1/restart" {
+            // A restarted runner reads its control channel from the most recent segment;
+            // left there, the restart request would restart it again. Push it back.
+            let ping = json!({"type": "ping", "request_id": format!("{}-after-restart",
+                self.urls.manifest_id), "timestamp": 0});
+            let _ = self.send_control(&ping).await;
+        }
+        answer
     }
 
     /// Ends the job: `stop_stream` (if started), closes the control channel, stops the

@@ -109,7 +109,7 @@ pub(crate) struct StartMachine {
 }
 
 /// Strips URLs (trickle URLs are bearer capabilities) from a runner line.
-fn redact(line: &str) -> String {
+pub(crate) fn redact(line: &str) -> String {
     line.split(' ')
         .map(|w| if w.contains("://") { "<url>" } else { w })
         .collect::<Vec<_>>()

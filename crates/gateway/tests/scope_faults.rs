@@ -1,0 +1,182 @@
+//! The Scope start sequence against devnet's faithful Scope runner and its fault knobs: a
+//! load that fails or never finishes, a runner that never says `runner_ready`, an error
+//! that answers nothing while the start waits, and a restart under a running stream. Every
+//! failed start leaves no session behind.
+
+use std::time::Duration;
+
+use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
+use lpgw_gateway::{
+    Error, Fallback, Gateway, InputMode, RejectReason, Settings, StartRequest, StartedJob,
+};
+use serde_json::{Value, json};
+
+async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("test step timed out")
+}
+
+async fn devnet() -> DevnetHandle {
+    Devnet::start(DevnetConfig {
+        tls: false,
+        ..DevnetConfig::default()
+    })
+    .await
+    .expect("devnet starts")
+}
+
+fn gateway(d: &DevnetHandle) -> Gateway {
+    let mut s = Settings {
+        orchestrators: vec![d.orchestrator_url().to_owned()],
+        ..Settings::default()
+    };
+    s.live.fallback = Fallback::none();
+    s.live.scope.ready_timeout = Duration::from_millis(500);
+    s.live.scope.load_timeout = Duration::from_millis(1500);
+    s.live.scope.poll_interval = Duration::from_millis(50);
+    s.live.scope.ping_interval = Duration::from_millis(200);
+    Gateway::new(s).unwrap()
+}
+
+fn gray() -> StartRequest {
+    let mut r = StartRequest::new("scope");
+    r.params = Some(json!({"pipeline_ids": ["gray"]}));
+    r
+}
+
+/// The one rejection of a failed start, as text.
+fn reason(e: &Error) -> String {
+    let r = e.rejections();
+    assert_eq!(r.len(), 1, "{e}");
+    r[0].reason.to_string()
+}
+
+fn no_sessions(d: &DevnetHandle) -> bool {
+    d.scope_runners()
+        .iter()
+        .all(|r| d.live_sessions(r).is_empty())
+}
+
+async fn eventually_no_sessions(d: &DevnetHandle) {
+    within(10, async {
+        while !no_sessions(d) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_load_fails_the_start_and_stops_the_session() {
+    let d = devnet().await;
+    d.faults().set_scope_load_fail(true);
+    let err = within(20, gateway(&d).start(&gray())).await.unwrap_err();
+    let why = reason(&err);
+    assert!(
+        why.starts_with("scope pipeline refused: pipeline load failed"),
+        "{why}"
+    );
+    assert!(matches!(
+        err.rejections()[0].reason,
+        RejectReason::PipelineRefused(_)
+    ));
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_load_that_never_finishes_times_out() {
+    let d = devnet().await;
+    d.faults()
+        .set_scope_load_delay(Some(Duration::from_secs(30)));
+    let err = within(20, gateway(&d).start(&gray())).await.unwrap_err();
+    let why = err.to_string();
+    assert!(why.contains("did not load within 1 s"), "{why}");
+    assert!(why.contains("Initializing pipeline..."), "{why}");
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_runner_that_never_says_ready_is_started_anyway() {
+    let d = devnet().await;
+    d.faults().set_scope_no_runner_ready(true);
+    let job = within(20, gateway(&d).start(&gray())).await.unwrap();
+    let StartedJob::Scope(job) = job else {
+        panic!("not a scope job")
+    };
+    assert_eq!(job.input_mode(), Some(InputMode::Video));
+    assert!(job.media().unwrap().input.is_some());
+    within(20, job.close()).await;
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_error_that_answers_nothing_does_not_end_a_waiting_start() {
+    let d = devnet().await;
+    d.faults()
+        .set_scope_uncorrelated_error(Some("something unrelated broke".into()));
+    let job = within(20, gateway(&d).start(&gray())).await.unwrap();
+    let StartedJob::Scope(mut job) = job else {
+        panic!("not a scope job")
+    };
+    assert!(job.media().is_some());
+    // The error reached the application, marked as seen during the start.
+    let mut events = job.take_events().unwrap();
+    let mut found: Option<Value> = None;
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_secs(5), events.recv()).await {
+        if ev["type"] == "error" {
+            found = Some(ev);
+            break;
+        }
+    }
+    let ev = found.expect("the uncorrelated error is passed on");
+    assert_eq!(ev["during_start"], true, "{ev}");
+    within(20, job.close()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn pings_are_answered_and_a_restart_is_noticed() {
+    let d = devnet().await;
+    let job = within(20, gateway(&d).start(&gray())).await.unwrap();
+    let StartedJob::Scope(mut job) = job else {
+        panic!("not a scope job")
+    };
+    let mut events = job.take_events().unwrap();
+    within(10, async {
+        while job.health().last_pong.is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(job.health().missed_pongs, 0);
+    // The raw API reaches the runner; a restart drops its pipelines and stream.
+    let status = within(10, job.api("GET", "/api/v1/pipeline/status", None))
+        .await
+        .unwrap();
+    assert_eq!(status["data"]["status"], "loaded", "{status}");
+    let r = within(10, job.api("POST", "/api/v1/restart", None))
+        .await
+        .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    within(10, async {
+        loop {
+            let ev = events.recv().await.expect("events open");
+            if ev["type"] == "runner_restarted" {
+                break;
+            }
+        }
+    })
+    .await;
+    assert_eq!(job.health().restarts, 1);
+    let after = within(10, job.api("GET", "/api/v1/pipeline/status", None))
+        .await
+        .unwrap();
+    assert_eq!(after["data"]["status"], "not_loaded", "{after}");
+    within(20, job.close()).await;
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}
