@@ -319,7 +319,9 @@ fn prompt_effect(i: u32, yuv: &Yuv420Frame) {
 }
 
 async fn record_with_lpgw_stream(model: &str, extra: &[&str], check: impl Fn(u32, &Yuv420Frame)) {
-    let dir = std::env::temp_dir().join(format!("lpgw-stream-{model}-{}", std::process::id()));
+    // One folder per run: two runs of one model at once must not share a recording.
+    let tag = extra.join("-");
+    let dir = std::env::temp_dir().join(format!("lpgw-stream-{model}{tag}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let out = dir.join("out.ts");
     let status = bounded(

@@ -146,6 +146,21 @@ pub struct Faults {
     /// An uncorrelated `{"type":"error","request_id":null,"error":<this>}` the built-in Scope
     /// runners emit as soon as a `start_stream` arrives, before its answer. Default `None`.
     pub scope_uncorrelated_error: Option<String>,
+    /// Live-runner session payments are answered in JSON (`{payment_params, orchestrator,
+    /// manifest_id, payment_url}`, go-livepeer PR #4029) instead of a binary
+    /// `PaymentResult`. Default `false`.
+    pub session_payment_json: bool,
+    /// Live-runner session payments are answered with this status instead of being
+    /// processed (409: a fixed-price session). Default `None`.
+    pub session_payment_status: Option<u16>,
+    /// 402 challenges carry no `payment_url` (orchestrators before PR #4008, such as
+    /// v0.9.0). Default `false`.
+    pub challenge_without_payment_url: bool,
+    /// 402 challenges carry `payment_interval_ms` (PR #4001's field). Default `None`.
+    pub challenge_payment_interval_ms: Option<u64>,
+    /// The signer's `/discover-orchestrators` lists orchestrators without their runners (as
+    /// after a refresh failure, go-livepeer #4087). Default `false`.
+    pub signer_discovery_without_runners: bool,
 }
 
 #[derive(Debug)]
@@ -192,6 +207,31 @@ impl FaultControl {
     /// Turns the stale-session fault of the built-in Scope runner on or off.
     pub fn set_live_stale_session(&self, on: bool) {
         self.lock().faults.live_stale_session = on;
+    }
+
+    /// Answers live-runner session payments in JSON (see [`Faults::session_payment_json`]).
+    pub fn set_session_payment_json(&self, on: bool) {
+        self.lock().faults.session_payment_json = on;
+    }
+
+    /// Answers live-runner session payments with `status` instead of processing them.
+    pub fn set_session_payment_status(&self, status: Option<u16>) {
+        self.lock().faults.session_payment_status = status;
+    }
+
+    /// Leaves `payment_url` out of 402 challenges.
+    pub fn set_challenge_without_payment_url(&self, on: bool) {
+        self.lock().faults.challenge_without_payment_url = on;
+    }
+
+    /// Puts `payment_interval_ms` into 402 challenges.
+    pub fn set_challenge_payment_interval_ms(&self, ms: Option<u64>) {
+        self.lock().faults.challenge_payment_interval_ms = ms;
+    }
+
+    /// Lists orchestrators without their runners in the signer's discovery.
+    pub fn set_signer_discovery_without_runners(&self, on: bool) {
+        self.lock().faults.signer_discovery_without_runners = on;
     }
 
     /// Overrides how long built-in Scope pipeline loads take (`None`: the configured delay).

@@ -334,3 +334,93 @@ async fn serverless_scope_is_the_fallback_when_no_live_runner_is_left() {
     within(20, job.close()).await;
     d.shutdown().await;
 }
+
+/// Payments the orchestrator credited to `session`, by its own ledger.
+fn credited(d: &DevnetHandle, session: &lpgw_gateway::RunnerSession) -> u128 {
+    d.balance(d.signer_address(), session.session_id())
+}
+
+/// What real orchestrators do now (spec §10), each through a devnet knob: a JSON payment
+/// answer keeps the session paid, as does a challenge without `payment_url`.
+#[tokio::test]
+async fn json_answers_and_challenges_without_payment_url_keep_sessions_paid() {
+    let d = live_only_devnet().await;
+    d.faults().set_session_payment_json(true);
+    d.faults().set_challenge_without_payment_url(true);
+    let (_gw, session) = reserve_scope(&d).await;
+    let t0 = std::time::Instant::now();
+    while session.payment_stats().paid < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "{:?}",
+            session.payment_stats()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(session.funding_end().is_none());
+    assert!(credited(&d, &session) > 0);
+    within(20, session.close()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_challenge_payment_interval_and_a_409_are_obeyed() {
+    let d = live_only_devnet().await;
+    d.faults().set_challenge_payment_interval_ms(Some(2000));
+    let (_gw, session) = reserve_scope(&d).await;
+    // 60 % of 2 s, not the configured 300 ms: no funding cycle in the first second.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert_eq!(
+        session.payment_stats().paid,
+        1,
+        "{:?}",
+        session.payment_stats()
+    );
+    // A 409 on a session payment: a fixed-price session, payments stop, the session stays.
+    d.faults().set_session_payment_status(Some(409));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(session.funding_end().is_none());
+    assert_eq!(d.scope_sessions(), vec![session.session_id().to_owned()]);
+    within(20, session.close()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_signers_482_wedge_ends_the_session() {
+    let d = live_only_devnet().await;
+    let mut s = settings(&d, Fallback::none());
+    s.wedge_after = Duration::from_millis(500);
+    let gw = lpgw_gateway::Gateway::new(s).unwrap();
+    let offer = persistent_scope_offer(&gw).await;
+    let session = within(20, gw.reserve_session(&offer)).await.unwrap();
+    // After the reservation's payment, every cycle is 482 (go-livepeer #4077).
+    d.faults().push_signer_answers(&[482; 60]);
+    within(20, session.ended()).await;
+    assert_eq!(session.funding_end(), Some(FundingEnd::Wedged));
+    within(20, session.close()).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn signer_discovery_without_runners_falls_back_to_each_orchestrator() {
+    let d = live_only_devnet().await;
+    d.faults().set_signer_discovery_without_runners(true);
+    let mut s = settings(&d, Fallback::none());
+    s.orchestrators.clear();
+    let gw = lpgw_gateway::Gateway::new(s).unwrap();
+    let found = within(
+        20,
+        gw.discover_runners(&RunnerFilter::app("live-video-to-video/scope")),
+    )
+    .await
+    .unwrap();
+    assert!(
+        found
+            .offers
+            .iter()
+            .any(|o| o.mode == RunnerMode::Persistent),
+        "{:?}",
+        found.rejections
+    );
+    d.shutdown().await;
+}

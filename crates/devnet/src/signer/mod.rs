@@ -152,7 +152,13 @@ async fn discover(State(s): State<Arc<Signer>>, RawQuery(q): RawQuery) -> Respon
             (url, caps, runners)
         })
         .filter(|(_, caps, _)| wanted.iter().all(|w| caps.contains(w)))
-        .map(|(url, caps, runners)| json!({ "address": url, "score": 1.0, "capabilities": caps, "runners": runners }))
+        .map(|(url, caps, runners)| {
+            if s.faults.get().signer_discovery_without_runners {
+                json!({ "address": url, "score": 1.0, "capabilities": caps })
+            } else {
+                json!({ "address": url, "score": 1.0, "capabilities": caps, "runners": runners })
+            }
+        })
         .collect();
     json_encoded(StatusCode::OK, &Value::Array(list))
 }

@@ -91,12 +91,21 @@ pub(super) fn challenge(live: &Live, info: &OrchestratorInfo, payment_url: Strin
         .as_ref()
         .map(|t| t.session_id.clone())
         .unwrap_or_default();
-    let body = json!({
+    let mut body = json!({
         "payment_params": lpgw_proto::headers::encode_b64(info),
         "orchestrator": live.orch.service_uri,
         "manifest_id": mid,
         "payment_url": payment_url,
     });
+    let faults = live.orch.faults.get();
+    if faults.challenge_without_payment_url
+        && let Some(o) = body.as_object_mut()
+    {
+        o.remove("payment_url");
+    }
+    if let Some(ms) = faults.challenge_payment_interval_ms {
+        body["payment_interval_ms"] = ms.into();
+    }
     let mut r = json_ok(&body);
     *r.status_mut() = StatusCode::PAYMENT_REQUIRED;
     r
@@ -239,6 +248,11 @@ pub(super) async fn payment(
             "fixed-price live runner sessions do not accept follow-up payments",
         );
     }
+    let faults = live.orch.faults.get();
+    if let Some(code) = faults.session_payment_status {
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        return plain_error(code, "payment refused by a devnet fault");
+    }
     let (payment, seg) = match payment_headers(&live, &headers) {
         Ok(x) => x,
         Err(r) => return r,
@@ -273,6 +287,14 @@ pub(super) async fn payment(
         auth_token: seg.auth_token,
         ..Default::default()
     };
+    if faults.session_payment_json {
+        return json_ok(&json!({
+            "payment_params": lpgw_proto::headers::encode_b64(&info),
+            "orchestrator": live.orch.service_uri,
+            "manifest_id": sid,
+            "payment_url": format!("{}/apps/{rid}/session/{sid}/payment", live.orch.service_uri),
+        }));
+    }
     protobuf_ok(PaymentResult { info: Some(info) }.encode_to_vec())
 }
 
