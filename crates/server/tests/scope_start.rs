@@ -8,36 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Harness, STEP, devnet_config, jpeg};
+use common::{Harness, STEP, devnet_config, jpeg, publish_until};
 use lpgw_server::ServerConfig;
 use serde_json::{Value, json};
-
-/// Publishes `frame` every 40 ms until `done` holds for the stream's status.
-async fn publish_until(
-    h: &Harness,
-    id: &str,
-    frame: &bytes::Bytes,
-    done: impl Fn(&Value) -> bool,
-) -> Value {
-    tokio::time::timeout(STEP * 2, async {
-        loop {
-            let _ = h
-                .http
-                .post(h.url(&format!("/stream/{id}/publish")))
-                .header("Content-Type", "image/jpeg")
-                .body(frame.clone())
-                .send()
-                .await;
-            let (_, st) = h.get(&format!("/stream/{id}/status"), None).await;
-            if done(&st) {
-                return st;
-            }
-            tokio::time::sleep(Duration::from_millis(40)).await;
-        }
-    })
-    .await
-    .expect("status reached in time")
-}
 
 /// A JPEG of one saturated colour (Y, U, V) and its size.
 fn coloured(y: u8, u: u8, v: u8) -> bytes::Bytes {

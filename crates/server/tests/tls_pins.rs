@@ -4,40 +4,10 @@
 
 mod common;
 
-use std::time::Duration;
-
-use common::{Harness, STEP, devnet_config, jpeg};
+use common::{Harness, devnet_config, jpeg, publish_until};
 use lpgw_devnet::DevnetConfig;
 use lpgw_server::ServerConfig;
-use serde_json::{Value, json};
-
-async fn publish(h: &Harness, id: &str) -> u16 {
-    let resp = h
-        .http
-        .post(h.url(&format!("/stream/{id}/publish")))
-        .header("Content-Type", "image/jpeg")
-        .body(jpeg(64, 100))
-        .send()
-        .await
-        .unwrap();
-    resp.status().as_u16()
-}
-
-/// Publishes a frame every 40 ms until `done` says the status is what it waits for.
-async fn publish_until(h: &Harness, id: &str, done: impl Fn(&Value) -> bool) -> Value {
-    tokio::time::timeout(STEP * 2, async {
-        loop {
-            let _ = publish(h, id).await;
-            let (_, st) = h.get(&format!("/stream/{id}/status"), None).await;
-            if done(&st) {
-                return st;
-            }
-            tokio::time::sleep(Duration::from_millis(40)).await;
-        }
-    })
-    .await
-    .expect("status reached in time")
-}
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_change_mid_job_fails_media_with_a_pin_error() {
@@ -54,7 +24,10 @@ async fn a_certificate_change_mid_job_fails_media_with_a_pin_error() {
     let id = s["stream_id"].as_str().unwrap().to_owned();
 
     // Media works over the pinned certificate.
-    let running = publish_until(&h, &id, |st| st["frames_out"].as_u64().unwrap_or(0) > 0).await;
+    let running = publish_until(&h, &id, &jpeg(64, 100), |st| {
+        st["frames_out"].as_u64().unwrap_or(0) > 0
+    })
+    .await;
     assert_eq!(running["phase"], "running", "{running}");
 
     // The orchestrator now presents another certificate (its connections drop, as in a
@@ -62,7 +35,7 @@ async fn a_certificate_change_mid_job_fails_media_with_a_pin_error() {
     let before = h.devnet().certificate_der().unwrap();
     let after = h.devnet().rotate_certificate().unwrap();
     assert_ne!(before, after);
-    let failed = publish_until(&h, &id, |st| st["phase"] == "error").await;
+    let failed = publish_until(&h, &id, &jpeg(64, 100), |st| st["phase"] == "error").await;
     let err = failed["error"].as_str().unwrap_or_default();
     assert!(err.starts_with("media_failed"), "{failed}");
     assert!(

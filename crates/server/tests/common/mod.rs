@@ -167,3 +167,30 @@ pub async fn eventually<F: FnMut() -> bool>(what: &str, mut f: F) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Publishes `frame` every 40 ms until `done` holds for the stream's status.
+pub async fn publish_until(
+    h: &Harness,
+    id: &str,
+    frame: &bytes::Bytes,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
+    tokio::time::timeout(STEP * 2, async {
+        loop {
+            let _ = h
+                .http
+                .post(h.url(&format!("/stream/{id}/publish")))
+                .header("Content-Type", "image/jpeg")
+                .body(frame.clone())
+                .send()
+                .await;
+            let (_, st) = h.get(&format!("/stream/{id}/status"), None).await;
+            if done(&st) {
+                return st;
+            }
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+    })
+    .await
+    .expect("status reached in time")
+}
