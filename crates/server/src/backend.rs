@@ -276,6 +276,14 @@ impl RunningJob {
         }))
     }
 
+    /// Asks a Scope runner to stop its stream (bounded); nothing for legacy jobs, whose
+    /// teardown is the publish channel's deletion.
+    pub(crate) async fn stop_stream(&mut self) {
+        if let Self::Scope(j) = self {
+            j.stop_stream().await;
+        }
+    }
+
     /// A token the gateway cancels when the job ends, whichever flow started it.
     pub(crate) fn cancellation_token(&self) -> CancellationToken {
         match self {

@@ -410,6 +410,11 @@ impl AppState {
             return;
         }
         job.on(PhaseEvent::Stopped);
+        // In order: the runner stops its stream, then the media goes down, then the job's
+        // channels and session.
+        if let Some(h) = job.handle.lock().await.as_mut() {
+            h.stop_stream().await;
+        }
         job.cancel.cancel();
         self.finish(job).await;
         self.0

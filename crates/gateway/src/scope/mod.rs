@@ -251,6 +251,8 @@ pub struct ScopeJob {
     health: Arc<Mutex<ScopeHealth>>,
     started: Arc<std::sync::atomic::AtomicBool>,
     request_seq: std::sync::atomic::AtomicU64,
+    /// `stop_stream` was sent (by [`ScopeJob::stop_stream`]).
+    stream_stopped: bool,
 }
 
 impl std::fmt::Debug for ScopeJob {
@@ -426,6 +428,7 @@ impl ScopeJob {
             health,
             started,
             request_seq: std::sync::atomic::AtomicU64::new(0),
+            stream_stopped: false,
         })
     }
 
@@ -604,6 +607,30 @@ impl ScopeJob {
         Ok(media)
     }
 
+    /// Sends `stop_stream` and waits (at most 2 s) for its `stream_stopped`, so the runner
+    /// stops its pipeline before the caller takes its media down; [`Self::close`] then only
+    /// closes the channels and the session. Does nothing before the stream started or a
+    /// second time.
+    pub async fn stop_stream(&mut self) {
+        if self.media.is_none() || self.stream_stopped {
+            return;
+        }
+        self.stream_stopped = true;
+        let rid = format!("{}-stop", self.urls.manifest_id);
+        let msg = json!({"type": "stop_stream", "request_id": rid});
+        let answer = ask(
+            &self.waiters,
+            &rid,
+            Duration::from_secs(2),
+            &self.token,
+            self.send_control(&msg),
+        )
+        .await;
+        if let Err(e) = answer {
+            debug!(manifest = %self.urls.manifest_id, error = %e, "stop_stream unanswered");
+        }
+    }
+
     /// The input mode the stream runs in, once started.
     pub fn input_mode(&self) -> Option<InputMode> {
         self.mode
@@ -662,7 +689,7 @@ impl ScopeJob {
     pub async fn close(mut self) {
         if let Some(c) = self.control.take() {
             let work = async {
-                if self.media.is_some() {
+                if self.media.is_some() && !self.stream_stopped {
                     let _ = c
                         .send(&json!({"type": "stop_stream", "request_id":
                             format!("{}-stop", self.urls.manifest_id)}))
