@@ -158,6 +158,15 @@ impl std::fmt::Debug for Payer {
     }
 }
 
+/// A price's wei and the units it covers, as non-negative integers (a negative price is 0,
+/// a non-positive unit count 1).
+fn price_parts(p: &lpgw_proto::PriceInfo) -> (u128, u128) {
+    (
+        u128::try_from(p.price_per_unit.max(0)).unwrap_or(0),
+        u128::try_from(p.pixels_per_unit.max(1)).unwrap_or(1),
+    )
+}
+
 /// `Err(reason)` when `info`'s price is above the ceiling for `unit` (legacy prices are
 /// per pixel, runner prices per `unit`).
 pub(crate) fn check_info_price(
@@ -173,8 +182,7 @@ pub(crate) fn check_info_price(
         Venue::Lv2v { .. } => ceiling.check_lv2v(p.price_per_unit, p.pixels_per_unit),
         Venue::Runner { .. } => {
             let max = ceiling.max_wei(unit);
-            let ppu = u128::try_from(p.price_per_unit.max(0)).unwrap_or(0);
-            let px = u128::try_from(p.pixels_per_unit.max(1)).unwrap_or(1);
+            let (ppu, px) = price_parts(p);
             if ppu > max.saturating_mul(px) {
                 let offered = RunnerPrice {
                     wei: ppu.div_ceil(px),
@@ -452,8 +460,7 @@ impl Payer {
             Some(p) => match self.venue {
                 Venue::Lv2v { .. } => ceiling.describe_lv2v(p.price_per_unit, p.pixels_per_unit),
                 Venue::Runner { .. } => {
-                    let ppu = u128::try_from(p.price_per_unit.max(0)).unwrap_or(0);
-                    let px = u128::try_from(p.pixels_per_unit.max(1)).unwrap_or(1);
+                    let (ppu, px) = price_parts(p);
                     RunnerPrice {
                         wei: ppu / px,
                         unit: self.unit,
