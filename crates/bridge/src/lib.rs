@@ -12,6 +12,9 @@
 //!   [`lpgw_media::SegmentInput`] (start, chunks, end), after checking each segment's content
 //!   type ([`check_content_type`]).
 //!
+//! - [`MediaSession`]: both of them for one job's channels, started together under one
+//!   token, with the way the channels are reached ([`ChannelAccess`]) decided in one place.
+//!
 //! Both run until their input ends or a [`CancellationToken`] fires, and count what they did
 //! in shared counters ([`BridgeStats`]) that can be read while they run, and can report
 //! each segment's timing ([`SegmentTiming`]) to an observer for latency histograms.
@@ -23,12 +26,14 @@
 
 mod content;
 mod publish;
+mod session;
 mod stats;
 mod subscribe;
 
 pub use content::{MPEG_TS, check_content_type};
 pub use lpgw_media::SegmentEvent;
 pub use publish::{PublishOptions, publish_segments};
+pub use session::{ChannelAccess, MediaSession, SessionChannels, SessionOptions};
 pub use stats::{BridgeStats, StatsHandle};
 pub use subscribe::{FeedOptions, feed_output};
 pub use tokio_util::sync::CancellationToken;
@@ -89,4 +94,7 @@ pub enum BridgeError {
         /// What the server sent.
         content_type: String,
     },
+    /// A session task ended without an answer (it panicked or its runtime shut down).
+    #[error("a media session task ended without an answer")]
+    TaskEnded,
 }

@@ -25,7 +25,7 @@
 //!   always stops at the orchestrator when closed;
 //! - [`Gateway::start`]: one entry point for every model, routed by [`StartPolicy`]
 //!   (live runner → serverless `/scope` → legacy, and legacy → live runner), returning a
-//!   [`StartedJob`]; Scope jobs ([`ScopeJob`]) come back with their stream started and their
+//!   [`Job`]; Scope jobs ([`ScopeJob`]) come back with their stream started and their
 //!   `in`/`out` channel URLs in [`ScopeJob::media`]. Every failed attempt is a [`Rejection`].
 //!   A runner that takes a payment and delivers nothing is stopped at once and put on
 //!   cool-down, never paid in a loop.
@@ -57,6 +57,7 @@ mod config;
 mod discovery;
 mod error;
 mod gateway;
+mod handle;
 mod http;
 mod job;
 mod lv2v;
@@ -76,11 +77,12 @@ pub use config::{Fallback, LiveSettings, ScopeSettings, Settings, TlsMode};
 pub use discovery::{DiscoverySource, LV2V_CAPABILITY, discover_orchestrators, lv2v_cap};
 pub use error::{Error, RejectReason, Rejection};
 pub use gateway::{Candidates, Gateway};
+pub use handle::{Job, JobFailure};
 pub use job::{EndReason, JobUrls, Lv2vJob};
 pub use lv2v::StartRequest;
 pub use orchestrator::{ModelCapacity, OrchestratorSummary, Price, lv2v_capabilities};
 pub use payment::PaymentStats;
-pub use route::{Route, StartPolicy, StartedJob};
+pub use route::{Route, StartPolicy};
 pub use runner::{
     FundingEnd, PIXELS_PER_SECOND_720P30, PriceUnit, RunnerDiscovery, RunnerFilter, RunnerMode,
     RunnerOffer, RunnerPrice, RunnerReply, RunnerRequest, RunnerSession, order_candidates,

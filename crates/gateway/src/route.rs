@@ -12,7 +12,7 @@ use crate::config::LiveSettings;
 use crate::discovery::lv2v_cap;
 use crate::error::{Error, RejectReason, Rejection};
 use crate::gateway::{Gateway, Inner};
-use crate::job::Lv2vJob;
+use crate::handle::Job;
 use crate::lv2v::StartRequest;
 use crate::runner::{
     RunnerDiscovery, RunnerFilter, RunnerMode, RunnerOffer, RunnerRequest, RunnerSession,
@@ -78,36 +78,6 @@ impl StartPolicy {
     }
 }
 
-/// A started job, whichever route started it.
-#[derive(Debug)]
-#[non_exhaustive]
-pub enum StartedJob {
-    /// Legacy LV2V job: publish/subscribe URLs known at once.
-    Lv2v(Lv2vJob),
-    /// A live-runner or serverless job (Scope protocol); its stream is already started,
-    /// see [`ScopeJob::media`].
-    Scope(ScopeJob),
-}
-
-impl StartedJob {
-    /// Which route started it.
-    pub fn route(&self) -> Route {
-        match self {
-            Self::Lv2v(_) => Route::Legacy,
-            Self::Scope(j) if j.runner_session().is_some() => Route::LiveRunner,
-            Self::Scope(_) => Route::Serverless,
-        }
-    }
-
-    /// Ends the job (stopping any live-runner session).
-    pub async fn close(self) {
-        match self {
-            Self::Lv2v(j) => j.close().await,
-            Self::Scope(j) => j.close().await,
-        }
-    }
-}
-
 /// The app path of a live-runner job start: Scope's `/scope` (reference SDK); other LV2V
 /// apps are assumed to take the same job body at `/live-video-to-video`.
 pub(crate) fn app_start_path(model: &str) -> &'static str {
@@ -123,7 +93,8 @@ impl Gateway {
     /// runner, a serverless entry, an orchestrator) adds a rejection, and the error lists
     /// them all. Live-runner jobs come back with their Scope stream started.
     #[instrument(skip_all, fields(model = %req.model_id))]
-    pub async fn start(&self, req: &StartRequest) -> Result<StartedJob, Error> {
+    pub async fn start(&self, req: &StartRequest) -> Result<Job, Error> {
+        let paid = !self.inner.settings.is_offchain();
         let model = req.model_id.trim();
         if model.is_empty() {
             return Err(Error::Config("model_id is required".into()));
@@ -135,7 +106,7 @@ impl Gateway {
             debug!(?route, "trying route");
             match route {
                 Route::Legacy => match self.start_lv2v(req).await {
-                    Ok(job) => return Ok(StartedJob::Lv2v(job)),
+                    Ok(job) => return Ok(Job::lv2v(job, paid)),
                     Err(e) => {
                         let r = e.rejections();
                         if r.is_empty() {
@@ -177,7 +148,7 @@ impl Gateway {
                         .start_on_runners(offers, req, route, &mut rejections)
                         .await
                     {
-                        Some(job) => return Ok(StartedJob::Scope(job)),
+                        Some(job) => return Ok(Job::scope(job, paid)),
                         // What one Scope runner refused, every route would refuse.
                         None if refused(&rejections) => break,
                         None => continue,

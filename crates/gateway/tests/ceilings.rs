@@ -8,7 +8,7 @@ use std::time::Duration;
 use lpgw_devnet::{
     Devnet, DevnetConfig, DevnetHandle, LiveConfig, PriceConfig, ScopeRunnerConfig, UsdPriceConfig,
 };
-use lpgw_gateway::{Ceiling, Gateway, MaxPrice, RejectReason, Settings, StartRequest, StartedJob};
+use lpgw_gateway::{Ceiling, Gateway, MaxPrice, RejectReason, Settings, StartRequest};
 use serde_json::Value;
 
 async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
@@ -144,7 +144,7 @@ async fn a_ceiling_above_the_prices_starts_and_pays_what_the_orchestrator_credit
     let scope = within(30, gw.start(&StartRequest::new("scope")))
         .await
         .expect("scope start under the ceiling");
-    let StartedJob::Scope(scope) = scope else {
+    let Ok(scope) = scope.into_scope() else {
         panic!("not a scope job")
     };
     // Let the funding loop pay a few more times.

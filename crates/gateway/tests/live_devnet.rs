@@ -8,7 +8,7 @@ use std::time::Duration;
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle, LiveConfig, PriceConfig, ScopeRunnerConfig};
 use lpgw_gateway::{
     Ceiling, Error, Fallback, FundingEnd, RejectReason, Route, RunnerFilter, RunnerMode,
-    RunnerOffer, Settings, StartRequest, StartedJob,
+    RunnerOffer, Settings, StartRequest,
 };
 use serde_json::json;
 
@@ -115,7 +115,7 @@ async fn legacy_is_refused_but_the_live_runner_path_is_admitted() {
     req.params = Some(json!({"prompt": "a cat"}));
     let job = within(30, gw.start(&req)).await.unwrap();
     assert_eq!(job.route(), Route::LiveRunner);
-    let StartedJob::Scope(mut job) = job else {
+    let Ok(mut job) = job.into_scope() else {
         panic!("not a scope job")
     };
     let mut events = job.take_events().unwrap();
@@ -325,7 +325,7 @@ async fn serverless_scope_is_the_fallback_when_no_live_runner_is_left() {
         .await
         .unwrap();
     assert_eq!(job.route(), Route::Serverless);
-    let StartedJob::Scope(job) = job else {
+    let Ok(job) = job.into_scope() else {
         panic!("not a scope job")
     };
     assert!(job.media().is_some());

@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
-use lpgw_gateway::{
-    Error, Fallback, Gateway, InputMode, RejectReason, Settings, StartRequest, StartedJob,
-};
+use lpgw_gateway::{Error, Fallback, Gateway, InputMode, RejectReason, Settings, StartRequest};
 use serde_json::{Value, json};
 
 async fn within<F: std::future::Future>(secs: u64, f: F) -> F::Output {
@@ -103,7 +101,7 @@ async fn a_runner_that_never_says_ready_is_started_anyway() {
     let d = devnet().await;
     d.faults().set_scope_no_runner_ready(true);
     let job = within(20, gateway(&d).start(&gray())).await.unwrap();
-    let StartedJob::Scope(job) = job else {
+    let Ok(job) = job.into_scope() else {
         panic!("not a scope job")
     };
     assert_eq!(job.input_mode(), Some(InputMode::Video));
@@ -119,7 +117,7 @@ async fn an_error_that_answers_nothing_does_not_end_a_waiting_start() {
     d.faults()
         .set_scope_uncorrelated_error(Some("something unrelated broke".into()));
     let job = within(20, gateway(&d).start(&gray())).await.unwrap();
-    let StartedJob::Scope(mut job) = job else {
+    let Ok(mut job) = job.into_scope() else {
         panic!("not a scope job")
     };
     assert!(job.media().is_some());
@@ -142,7 +140,7 @@ async fn an_error_that_answers_nothing_does_not_end_a_waiting_start() {
 async fn pings_are_answered_and_a_restart_is_noticed() {
     let d = devnet().await;
     let job = within(20, gateway(&d).start(&gray())).await.unwrap();
-    let StartedJob::Scope(mut job) = job else {
+    let Ok(mut job) = job.into_scope() else {
         panic!("not a scope job")
     };
     let mut events = job.take_events().unwrap();

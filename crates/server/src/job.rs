@@ -12,12 +12,14 @@ use serde_json::Value;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
+use crate::arbiter::{Claim, InputArbiter, InputSource};
 use crate::auth::Owner;
-use crate::backend::{Flow, MediaEndpoints, RunningJob};
+use crate::backend::{Flow, MediaEndpoints};
 use crate::error::ApiError;
 use crate::media::JobMedia;
 use crate::phase::{Phase, PhaseEvent};
 use crate::seq::SeqGate;
+use lpgw_gateway::Job as RunningJob;
 
 /// Ended jobs remembered for status queries.
 const TOMBSTONES: usize = 1024;
@@ -51,6 +53,8 @@ pub(crate) struct Job {
     pub(crate) seq: Mutex<SeqGate>,
     /// Numbered frames skipped because they were not newer than the last accepted.
     pub(crate) dropped_stale: AtomicU64,
+    /// Which source feeds the job's input now: one at a time.
+    input: Mutex<InputArbiter>,
     /// What the job has paid, counted by its wallet.
     pub(crate) spend: Arc<crate::spend::JobSpend>,
 }
@@ -82,7 +86,6 @@ impl Job {
         client_ip: Option<IpAddr>,
         model_id: String,
         running: RunningJob,
-        settings: &lpgw_gateway::Settings,
         spend: Arc<crate::spend::JobSpend>,
     ) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
@@ -91,13 +94,13 @@ impl Job {
             owner,
             client_ip,
             model_id,
-            flow: running.flow(),
+            flow: Flow::of(running.route()),
             created_at: unix_now(),
-            orchestrator_url: running.orchestrator_url(),
-            has_payment_session: running.has_payment_session(settings),
+            orchestrator_url: running.orchestrator_url().to_owned(),
+            has_payment_session: running.is_paid(),
             has_control: running.has_control(),
             cancel: CancellationToken::new(),
-            endpoints: running.media(),
+            endpoints: MediaEndpoints::of(&running),
             handle: tokio::sync::Mutex::new(Some(running)),
             media: Mutex::new(None),
             state: Mutex::new(JobState {
@@ -109,6 +112,7 @@ impl Job {
             viewers: AtomicUsize::new(0),
             seq: Mutex::default(),
             dropped_stale: AtomicU64::new(0),
+            input: Mutex::default(),
             spend,
         }
     }
@@ -122,7 +126,7 @@ impl Job {
     /// amounts outgrow JSON's safe integers.
     pub(crate) fn payments_json(&self) -> Option<Value> {
         let slot = self.handle.try_lock().ok()?;
-        let p = slot.as_ref()?.payment_stats();
+        let p = slot.as_ref()?.payments();
         Some(serde_json::json!({
             "paid": p.paid,
             "skipped": p.skipped,
@@ -148,6 +152,23 @@ impl Job {
         let mut s = self.state();
         s.phase = s.phase.next(PhaseEvent::Failed);
         s.error.get_or_insert(reason);
+    }
+
+    /// Decides whether a frame from `src` may feed the job's input now
+    /// ([`InputArbiter::claim`]).
+    pub(crate) fn claim_input(&self, src: InputSource) -> Claim {
+        self.input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .claim(src, Instant::now())
+    }
+
+    /// `src` is gone: another source may take the input at once.
+    pub(crate) fn release_input(&self, src: InputSource) {
+        self.input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(src);
     }
 
     pub(crate) fn touch(&self) {

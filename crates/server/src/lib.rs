@@ -34,6 +34,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod arbiter;
 mod auth;
 mod backend;
 mod client_ip;

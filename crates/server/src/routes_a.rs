@@ -170,7 +170,7 @@ pub(crate) fn add_progress(s: &AppState, v: &mut Value, j: &Job) {
     v["spend"] = spend_json(s, &j.spend);
     v["key_spend"] = s.0.spending.owner_json(j.owner);
     if let Ok(slot) = j.handle.try_lock()
-        && let Some(scope) = slot.as_ref().and_then(|h| h.scope_json())
+        && let Some(scope) = slot.as_ref().and_then(|h| h.runner_status())
     {
         v["scope"] = scope;
     }
@@ -220,6 +220,23 @@ pub(crate) async fn stop_for_caller(
 
 /// Sends a control message to a job.
 pub(crate) async fn send_control(j: &Job, msg: &Value) -> Result<(), ApiError> {
+    deliver(j, Outgoing::Message(msg)).await
+}
+
+/// Sends a parameter update in the runner's own format (the gateway shapes it).
+pub(crate) async fn send_params(j: &Job, params: Value) -> Result<(), ApiError> {
+    deliver(j, Outgoing::Params(params)).await
+}
+
+/// What goes onto a job's control channel.
+enum Outgoing<'a> {
+    /// A message sent as it is.
+    Message(&'a Value),
+    /// Parameters, shaped for the runner by the job handle.
+    Params(Value),
+}
+
+async fn deliver(j: &Job, out: Outgoing<'_>) -> Result<(), ApiError> {
     if !j.has_control {
         return Err(ApiError::bad_request("Job has no control channel"));
     }
@@ -227,9 +244,11 @@ pub(crate) async fn send_control(j: &Job, msg: &Value) -> Result<(), ApiError> {
     let Some(h) = guard.as_ref() else {
         return Err(ApiError::new(axum::http::StatusCode::GONE, "job has ended"));
     };
-    h.send_control(msg)
-        .await
-        .map_err(|e| ApiError::new(axum::http::StatusCode::GONE, e.to_string()))
+    let sent = match out {
+        Outgoing::Message(m) => h.control(m).await,
+        Outgoing::Params(p) => h.update_params(p).await,
+    };
+    sent.map_err(|e| ApiError::new(axum::http::StatusCode::GONE, e.to_string()))
 }
 
 /// `POST /job/{id}/control` with `{"message": {...}}`.

@@ -9,13 +9,13 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::backend::wrap_params;
+use crate::arbiter::{Claim, InputSource};
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
 use crate::extract::{KeyQuery, caller, jpeg_body, json_object};
 use crate::metrics::Drop;
 use crate::routes_a::{
-    add_progress, lookup, merge, send_control, start_from_request, stop_for_caller,
+    add_progress, lookup, merge, send_params, start_from_request, stop_for_caller,
 };
 use crate::seq::{SeqDecision, parse_seq};
 use crate::service::AppState;
@@ -143,6 +143,15 @@ pub(crate) async fn publish(
         s.0.metrics.dropped(Drop::Invalid, 1);
         return Err(ApiError::bad_request("the body is not a JPEG image"));
     }
+    if let Claim::Busy(holder) = j.claim_input(InputSource::Http) {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!(
+                "the stream's input is held by {}: one source at a time",
+                holder.name()
+            ),
+        ));
+    }
     let media = s.media(&j)?;
     let Some(seq) = seq else {
         media.push_jpeg(body, None);
@@ -181,8 +190,7 @@ pub(crate) async fn control(
     let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
     let params = json_object(&headers, body, false, s.0.config.max_json_bytes)?.unwrap_or_default();
-    let msg = wrap_params(j.flow, Value::Object(params));
-    send_control(&j, &msg).await?;
+    send_params(&j, Value::Object(params)).await?;
     Ok(Json(json!({ "status": "sent", "stream_id": id })))
 }
 

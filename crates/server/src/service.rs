@@ -306,8 +306,8 @@ impl AppState {
         };
         s.metrics.start_latency.observe(t0.elapsed());
         s.metrics.jobs_started.fetch_add(1, Relaxed);
-        let events = running.take_events();
-        let gw_token = running.cancellation_token();
+        let events = running.events();
+        let gw_token = running.ended();
         let route = running.route();
         let takes_input = running.takes_input();
         let job = Arc::new(Job::new(
@@ -316,7 +316,6 @@ impl AppState {
             ip,
             spec.model_id.clone(),
             running,
-            s.backend.settings(),
             spend,
         ));
         if job.flow.speaks_scope() && job.endpoints.is_some() {
@@ -429,7 +428,7 @@ impl AppState {
             // Moved to the closed totals under the lock a scrape takes too, so no scrape
             // counts the job twice.
             if let Some(h) = slot.as_ref() {
-                let p = h.payment_stats();
+                let p = h.payments();
                 self.0
                     .metrics
                     .job_paid(job.flow.as_str(), p.paid, p.value_wei);
@@ -513,7 +512,7 @@ impl AppState {
         }
         for j in self.0.registry.all() {
             if let Some(h) = j.handle.lock().await.as_ref() {
-                let p = h.payment_stats();
+                let p = h.payments();
                 let e = m.entry(j.flow.as_str()).or_default();
                 e.0 = e.0.saturating_add(p.paid);
                 e.1 = e.1.saturating_add(p.value_wei);
@@ -533,7 +532,7 @@ impl AppState {
                     .handle
                     .try_lock()
                     .ok()
-                    .and_then(|h| h.as_ref().and_then(|h| h.scope_health()));
+                    .and_then(|h| h.as_ref().and_then(|h| h.health()));
                 crate::metrics::JobSpendRow {
                     job_id: j.id.clone(),
                     key: j.owner.label(),

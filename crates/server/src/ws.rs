@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{Instrument as _, debug, info_span};
 
+use crate::arbiter::{Claim, InputSource};
 use crate::auth::presented_key;
 use crate::media::{JobMedia, OutFrame, looks_like_jpeg};
 use crate::metrics::Drop;
@@ -41,6 +42,8 @@ const CLOSE_BAD_KEY: u16 = 4001;
 const CLOSE_UNKNOWN_JOB: u16 = 4004;
 const CLOSE_JOB_ENDED: u16 = 4008;
 const CLOSE_TOO_BIG: u16 = 1009;
+/// Another source (HTTP publish, another WebSocket) is feeding the job's input.
+const CLOSE_INPUT_BUSY: u16 = 4409;
 const CLOSE_GOING_AWAY: u16 = 1001;
 /// A viewer that accepts no output for this long is disconnected.
 const SEND_STALL: std::time::Duration = std::time::Duration::from_secs(20);
@@ -180,7 +183,10 @@ async fn run(s: AppState, socket: WebSocket, guard: ViewerGuard, media: Arc<JobM
         .in_current_span(),
     );
 
-    // Input: each binary message is one JPEG; bad ones are counted and skipped.
+    // Input: each binary message is one JPEG; bad ones are counted and skipped. The job
+    // takes one input source at a time: a frame while another source holds the input
+    // closes this connection with `CLOSE_INPUT_BUSY`.
+    let source = InputSource::socket();
     let mut next_id: Option<u64> = None;
     loop {
         let msg = tokio::select! {
@@ -215,6 +221,10 @@ async fn run(s: AppState, socket: WebSocket, guard: ViewerGuard, media: Arc<JobM
                     metrics.dropped(Drop::Oversized, 1);
                 } else if !looks_like_jpeg(&b) {
                     metrics.dropped(Drop::Invalid, 1);
+                } else if let Claim::Busy(holder) = job.claim_input(source) {
+                    let why = format!("the stream's input is held by {}", holder.name());
+                    let _ = close_tx.try_send(close_msg(CLOSE_INPUT_BUSY, &why));
+                    break;
                 } else {
                     media.push_jpeg(b, id);
                 }
@@ -228,6 +238,7 @@ async fn run(s: AppState, socket: WebSocket, guard: ViewerGuard, media: Arc<JobM
             Message::Ping(_) | Message::Pong(_) => {}
         }
     }
+    job.release_input(source);
     let _ = close_tx.try_send(Message::Close(None));
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), writer).await;
     debug!("websocket closed; the job stays");

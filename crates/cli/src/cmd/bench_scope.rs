@@ -20,7 +20,7 @@ use lpgw_bridge::{
     CancellationToken, FeedOptions, PublishOptions, StatsHandle, feed_output, publish_segments,
 };
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
-use lpgw_gateway::{Gateway, Settings, StartRequest, StartedJob};
+use lpgw_gateway::{Gateway, Settings, StartRequest};
 use lpgw_media::{
     CLOCK_HZ, EncoderConfig, InputFrame, InputImage, LagPolicy, Output, OutputConfig, OutputFormat,
     Publisher as MediaPublisher, PublisherConfig as MediaConfig, test_pattern,
@@ -83,7 +83,7 @@ async fn ours(
     req.params = Some(json!({"prompt": "bench"}));
     let job = gw.start(&req).await.context("starting the scope job")?;
     let route = Some(job.route());
-    let StartedJob::Scope(job) = job else {
+    let Ok(job) = job.into_scope() else {
         anyhow::bail!("the scope model started a job of another kind");
     };
     let media = job

@@ -304,14 +304,15 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
         r = gateway.start(&req) => r,
     };
     let mut job = match job {
-        Ok(j) => super::job::CliJob::new(j)?,
+        Ok(j) => j,
         Err(e) => {
             print_line(&rejections_doc(&e));
             return Err(e.into());
         }
     };
-    print_line(&job.doc(started.elapsed()));
-    let mut events = job.take_events();
+    print_line(&super::job::started_doc(&job, started.elapsed()));
+    let mut events = job.events();
+    let ended = job.ended();
     let (control_tx, mut control_rx) = tokio::sync::mpsc::channel::<Option<Value>>(4);
     // Without stdin control the sender stays here, so the receiver never reports the end.
     let _idle_sender = if args.control_stdin {
@@ -321,18 +322,18 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
         Some(control_tx)
     };
     let mut stats_tick = tokio::time::interval(Duration::from_secs(1));
-    let mut last_stats = job.payment_stats();
+    let mut last_stats = job.payments();
     let reason = loop {
         tokio::select! {
             () = shutdown.cancelled() => break "signal",
-            () = job.ended() => break "ended",
+            () = ended.cancelled() => break "ended",
             ev = recv_event(&mut events) => match ev {
                 Some(ev) => print_line(&json!({"type": "event", "event": ev})),
                 None => events = None,
             },
             msg = control_rx.recv() => match msg.flatten() {
                 Some(m) => {
-                    if job.send_control(&m).await.is_err() {
+                    if job.control(&m).await.is_err() {
                         break "ended";
                     }
                     print_line(&json!({"type": "control_sent", "message": m}));
@@ -340,7 +341,7 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
                 None => break "end of input",
             },
             _ = stats_tick.tick() => {
-                let s = job.payment_stats();
+                let s = job.payments();
                 if s != last_stats {
                     last_stats = s;
                     print_line(&json!({"type": "payments", "paid": s.paid,
@@ -349,8 +350,8 @@ pub(crate) async fn start(args: StartArgs) -> anyhow::Result<()> {
             }
         }
     };
-    let end = job.end_reason();
-    let manifest = job.manifest_id();
+    let end = super::job::end_reason(&job);
+    let manifest = job.manifest_id().to_owned();
     job.close().await;
     print_line(
         &json!({"type": "closed", "manifest_id": manifest, "why": reason,

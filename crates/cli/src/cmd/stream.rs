@@ -13,7 +13,7 @@ use lpgw_bridge::{
     CancellationToken, FeedOptions, PublishOptions, StatsHandle, feed_output, publish_segments,
 };
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
-use lpgw_gateway::{Gateway, Settings, StartRequest, StartedJob};
+use lpgw_gateway::{Gateway, Settings, StartRequest};
 use lpgw_media::{
     CLOCK_HZ, DecodedFrame, EncoderConfig, FileSource, InputFrame, InputImage, LagPolicy,
     MediaError, Output, OutputConfig, OutputFormat, Publisher as MediaPublisher,
@@ -504,37 +504,24 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
     // The routing policy picks the flow: live-runner models (`scope`) through discovery,
     // reservation and the Scope protocol, others through the legacy LV2V path.
     let mut job = gateway.start(&req).await.context("starting the job")?;
-    let (events, ch) = match &mut job {
-        StartedJob::Lv2v(j) => {
-            eprintln!(
-                "job {} on {} (legacy lv2v)",
-                j.manifest_id(),
-                j.orchestrator_url()
-            );
-            let ch = JobChannels {
-                publish_url: j.urls().publish_url.clone(),
-                subscribe_url: j.urls().subscribe_url.clone(),
-                http: j.channel_client(),
-            };
-            (j.take_events(), ch)
-        }
-        StartedJob::Scope(j) => {
-            let media = j
-                .media()
-                .context("the Scope stream announced no media channels")?;
-            let ch = JobChannels {
-                publish_url: media
-                    .input
-                    .clone()
-                    .context("the Scope stream runs in text mode: it takes no input")?,
-                subscribe_url: media.output.clone(),
-                http: j.channel_client(),
-            };
-            eprintln!("job {} (scope)", j.manifest_id());
-            (j.take_events(), ch)
-        }
-        _ => anyhow::bail!("this job type carries no video this command knows how to send"),
+    let media = job
+        .media()
+        .context("the stream announced no media channels")?;
+    let ch = JobChannels {
+        publish_url: media
+            .input
+            .clone()
+            .context("the stream runs in text mode: it takes no input")?,
+        subscribe_url: media.output.clone(),
+        http: job.media_client(),
     };
+    eprintln!(
+        "job {} on {} ({})",
+        job.manifest_id(),
+        job.orchestrator_url(),
+        super::job::flow_name(job.route())
+    );
+    let events = job.events();
     let mut events = events;
     let event_count = tokio::spawn(async move {
         let (mut n, mut last) = (0u64, None);
