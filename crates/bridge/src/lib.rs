@@ -33,7 +33,7 @@ mod subscribe;
 pub use content::{MPEG_TS, check_content_type};
 pub use lpgw_media::SegmentEvent;
 pub use publish::{PublishOptions, publish_segments};
-pub use session::{ChannelAccess, MediaSession, SessionChannels, SessionOptions};
+pub use session::{ChannelAccess, MediaSession, SessionChannels, SessionOptions, SessionTask};
 pub use stats::{BridgeStats, StatsHandle};
 pub use subscribe::{FeedOptions, feed_output};
 pub use tokio_util::sync::CancellationToken;

@@ -19,6 +19,9 @@ use crate::{
     BridgeError, FeedOptions, MPEG_TS, PublishOptions, StatsHandle, feed_output, publish_segments,
 };
 
+/// One direction of a session, running: its result once it ends.
+pub type SessionTask = JoinHandle<Result<(), BridgeError>>;
+
 /// How the session reaches a job's channels.
 #[derive(Clone, Debug)]
 pub enum ChannelAccess {
@@ -72,8 +75,8 @@ pub struct SessionOptions {
 /// A running media session. Both tasks stop when the token given to
 /// [`MediaSession::start`] fires; dropping the session does not stop them.
 pub struct MediaSession {
-    publish: Option<JoinHandle<Result<(), BridgeError>>>,
-    feed: Option<JoinHandle<Result<(), BridgeError>>>,
+    publish: Option<SessionTask>,
+    feed: Option<SessionTask>,
     /// What the publishing task did so far.
     pub input_stats: StatsHandle,
     /// What the feeding task did so far.
@@ -171,17 +174,14 @@ impl MediaSession {
     }
 
     /// Splits the session into its two tasks, for callers that wait on them separately.
-    pub fn into_tasks(
-        self,
-    ) -> (
-        Option<JoinHandle<Result<(), BridgeError>>>,
-        Option<JoinHandle<Result<(), BridgeError>>>,
-    ) {
+    /// The first is the publishing task, the second the feeding task; `None` for one that
+    /// was already waited for.
+    pub fn into_tasks(self) -> (Option<SessionTask>, Option<SessionTask>) {
         (self.publish, self.feed)
     }
 }
 
-async fn join(task: Option<JoinHandle<Result<(), BridgeError>>>) -> Result<(), BridgeError> {
+async fn join(task: Option<SessionTask>) -> Result<(), BridgeError> {
     match task {
         None => Ok(()),
         Some(t) => t.await.unwrap_or(Err(BridgeError::TaskEnded)),

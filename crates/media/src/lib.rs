@@ -78,7 +78,7 @@ pub use effect::apply_prompt_effect;
 pub use error::MediaError;
 pub use frame::{CLOCK_HZ, DecodedFrame, InputFrame, InputImage, Yuv420Frame};
 pub use jpeg::{JpegEncoder, decode_jpeg};
-pub use output::{LagPolicy, Output, OutputConfig, OutputFormat, SegmentInput};
+pub use output::{LagPolicy, Output, OutputConfig, OutputFormat, OutputStatsReader, SegmentInput};
 pub use publish::{Publisher, PublisherConfig, SegmentEvent};
 pub use source::{FileSource, read_test_pattern_index, test_pattern};
 pub use stats::{OutputStats, PublishStats};

@@ -30,6 +30,14 @@ impl InputSource {
         Self::Socket(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// The source's kind as status answers name it: `http` or `websocket`.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Self::Http => "http",
+            Self::Socket(_) => "websocket",
+        }
+    }
+
     /// The source's name, for error messages.
     pub(crate) fn name(self) -> &'static str {
         match self {

@@ -163,6 +163,14 @@ impl Job {
             .claim(src, Instant::now())
     }
 
+    /// The source feeding the job's input now, if one is active.
+    pub(crate) fn input_holder(&self) -> Option<InputSource> {
+        self.input
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .holder(Instant::now())
+    }
+
     /// `src` is gone: another source may take the input at once.
     pub(crate) fn release_input(&self, src: InputSource) {
         self.input

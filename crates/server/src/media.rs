@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lpgw_bridge::{
-    FeedOptions, PublishOptions, SegmentObserver, SegmentTiming, StatsHandle, feed_output,
-    publish_segments,
+    ChannelAccess, FeedOptions, MediaSession, PublishOptions, SegmentObserver, SegmentTiming,
+    SessionChannels, SessionOptions,
 };
 use lpgw_media::{
     EncoderConfig, InputFrame, InputImage, Output, OutputConfig, OutputFormat, Publisher,
     PublisherConfig,
-};
-use lpgw_trickle::client::{
-    Publisher as TricklePublisher, PublisherConfig as TricklePublisherConfig, Subscriber,
-    SubscriberConfig,
 };
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
@@ -119,73 +115,44 @@ impl JobMedia {
         })
         .map_err(|e| e.to_string())?;
 
-        let trickle_pub = ends
-            .publish_url
-            .as_deref()
-            .map(|url| {
-                TricklePublisher::new(
-                    url,
-                    lpgw_bridge::MPEG_TS,
-                    TricklePublisherConfig {
-                        http: ends.http.clone(),
-                        ..TricklePublisherConfig::default()
-                    },
-                )
-            })
-            .transpose()
-            .map_err(|e| e.to_string())?;
-        let mut sub = Subscriber::new(
-            &ends.subscribe_url,
-            SubscriberConfig {
-                http: ends.http.clone(),
-                ..SubscriberConfig::default()
+        let channels = SessionChannels {
+            input: ends.publish_url.clone(),
+            output: ends.subscribe_url.clone(),
+            access: match &ends.http {
+                Some(c) => ChannelAccess::Pinned(c.clone()),
+                None => ChannelAccess::Verified,
             },
-        )
-        .map_err(|e| e.to_string())?;
-
+        };
+        let opts = SessionOptions {
+            publish: PublishOptions {
+                close_at_end: false,
+                on_segment: Some(segment_observer(&metrics, Direction::In)),
+                ..PublishOptions::default()
+            },
+            feed: FeedOptions {
+                strict_content_type: false,
+                on_segment: Some(segment_observer(&metrics, Direction::Out)),
+                ..FeedOptions::default()
+            },
+            ..SessionOptions::default()
+        };
+        let session = MediaSession::start(&channels, segments, input, opts, cancel.clone())
+            .map_err(|e| e.to_string())?;
         let span = tracing::Span::current();
-        let c = cancel.clone();
-        let on_in = segment_observer(&metrics, Direction::In);
-        let fault = on_fault.clone();
-        tokio::spawn(
-            async move {
-                let opts = PublishOptions {
-                    close_at_end: false,
-                    on_segment: Some(on_in),
-                    ..PublishOptions::default()
-                };
-                let Some(mut trickle_pub) = trickle_pub else {
-                    // A stream with no input (text mode): frames sent anyway go nowhere.
-                    let mut segments = segments;
-                    while segments.recv().await.is_some() {}
-                    return;
-                };
-                if let Err(e) =
-                    publish_segments(segments, &mut trickle_pub, opts, StatsHandle::new(), c).await
-                {
-                    warn!(error = %e, "input channel failed");
-                    fault(format!("input channel failed: {e}"));
+        let (publishing, feeding) = session.into_tasks();
+        for (task, what) in [(publishing, "input"), (feeding, "output")] {
+            let Some(task) = task else { continue };
+            let fault = on_fault.clone();
+            tokio::spawn(
+                async move {
+                    if let Ok(Err(e)) = task.await {
+                        warn!(error = %e, "{what} channel failed");
+                        fault(format!("{what} channel failed: {e}"));
+                    }
                 }
-            }
-            .instrument(span.clone()),
-        );
-        let c = cancel.clone();
-        let on_out = segment_observer(&metrics, Direction::Out);
-        tokio::spawn(
-            async move {
-                let opts = FeedOptions {
-                    strict_content_type: false,
-                    on_segment: Some(on_out),
-                    ..FeedOptions::default()
-                };
-                if let Err(e) = feed_output(&mut sub, &input, opts, StatsHandle::new(), c).await {
-                    warn!(error = %e, "output channel failed");
-                    on_fault(format!("output channel failed: {e}"));
-                }
-                input.close();
-            }
-            .instrument(span.clone()),
-        );
+                .instrument(span.clone()),
+            );
+        }
 
         let (out, _) = broadcast::channel(VIEWER_BUFFER);
         let (newest_tx, newest) = watch::channel(None);

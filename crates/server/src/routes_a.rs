@@ -14,6 +14,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::arbiter::InputSource;
 use crate::auth::Owner;
 use crate::backend::StartSpec;
 use crate::client_ip::ClientIp;
@@ -187,6 +188,7 @@ pub(crate) fn add_progress(s: &AppState, v: &mut Value, j: &Job) {
             + stale)
             .into();
         v["frames_dropped_stale_seq"] = stale.into();
+        v["input_source"] = j.input_holder().map(InputSource::label).into();
         if let Some(last) = j.seq.lock().unwrap_or_else(|p| p.into_inner()).last() {
             v["last_seq"] = last.into();
         }

@@ -31,6 +31,11 @@ async fn publish(h: &Harness, id: &str) -> (u16, Value) {
     )
 }
 
+async fn st_source(h: &Harness, id: &str) -> Value {
+    let (_, st) = h.get(&format!("/stream/{id}/status"), None).await;
+    st["input_source"].clone()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_input_source_is_refused_while_the_first_is_active() {
     let h = Harness::start(ServerConfig::default()).await;
@@ -66,8 +71,6 @@ async fn a_second_input_source_is_refused_while_the_first_is_active() {
         code, 409,
         "HTTP publish accepted while a WebSocket fed the stream: {body}"
     );
-    let refused = Some(body);
-    let body = refused.expect("HTTP publish was accepted while a WebSocket fed the stream");
     assert!(
         body["error"].as_str().unwrap_or("").contains("WebSocket"),
         "{body}"
@@ -98,6 +101,7 @@ async fn a_second_input_source_is_refused_while_the_first_is_active() {
     let (mut tx, mut rx) = ws.split();
     let (code, body) = publish(&h, &id).await;
     assert_eq!(code, 200, "{body}");
+    assert_eq!(st_source(&h, &id).await, "http");
     tx.send(Message::Binary(jpeg(64, 40))).await.unwrap();
     let close = tokio::time::timeout(STEP, async {
         while let Some(m) = rx.next().await {

@@ -199,7 +199,11 @@ async fn round_trip(
     let ch = JobChannels {
         publish_url: job.urls().publish_url.clone(),
         subscribe_url: job.urls().subscribe_url.clone(),
-        http: None,
+        // The job's pinned client, as for every gateway job.
+        access: job.channel_client().map_or(
+            lpgw_bridge::ChannelAccess::AcceptAnyCertificate,
+            lpgw_bridge::ChannelAccess::Pinned,
+        ),
     };
     let opts = RunOptions {
         source: Source::Jpegs(pool.clone()),

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use clap::Args;
 use lpgw_bridge::{
-    CancellationToken, FeedOptions, PublishOptions, StatsHandle, feed_output, publish_segments,
+    CancellationToken, ChannelAccess, MediaSession, SessionChannels, SessionOptions,
 };
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
 use lpgw_gateway::{Gateway, Settings, StartRequest};
@@ -25,7 +25,6 @@ use lpgw_media::{
     CLOCK_HZ, EncoderConfig, InputFrame, InputImage, LagPolicy, Output, OutputConfig, OutputFormat,
     Publisher as MediaPublisher, PublisherConfig as MediaConfig, test_pattern,
 };
-use lpgw_trickle::client::{Publisher, PublisherConfig, Subscriber, SubscriberConfig};
 use lpgw_trickle::wire::SeqRequest;
 use serde_json::json;
 
@@ -95,7 +94,15 @@ async fn ours(
         .input
         .clone()
         .context("the Scope stream runs in text mode: no input channel")?;
-    let first = media_round(&input, &media.output, a, frames).await;
+    // The job's pinned client, as for every gateway job.
+    let channels = SessionChannels {
+        input: Some(input),
+        output: media.output.clone(),
+        access: job
+            .channel_client()
+            .map_or(ChannelAccess::AcceptAnyCertificate, ChannelAccess::Pinned),
+    };
+    let first = media_round(&channels, a, frames).await;
     job.close().await;
     Ok(Round {
         start_ms,
@@ -107,12 +114,10 @@ async fn ours(
 /// Publishes paced frames into `input` until the first decoded frame arrives from `output`;
 /// returns when it did.
 async fn media_round(
-    input: &str,
-    output: &str,
+    channels: &SessionChannels,
     a: &ScopeBenchArgs,
     frames: &[InputImage],
 ) -> anyhow::Result<Instant> {
-    let insecure = |u: &str| u.starts_with("https://");
     let cancel = CancellationToken::new();
     let out_cfg = OutputConfig {
         lag: LagPolicy::SkipToNewest,
@@ -122,27 +127,6 @@ async fn media_round(
         format: OutputFormat::Yuv420,
     };
     let (seg_in, out_worker, mut decoded) = Output::spawn(out_cfg)?;
-    let mut sub = Subscriber::new(
-        output,
-        SubscriberConfig {
-            start: SeqRequest::At(0),
-            insecure_tls: insecure(output),
-            ..SubscriberConfig::default()
-        },
-    )?;
-    let feed = tokio::spawn({
-        let c = cancel.clone();
-        async move {
-            feed_output(
-                &mut sub,
-                &seg_in,
-                FeedOptions::default(),
-                StatsHandle::new(),
-                c,
-            )
-            .await
-        }
-    });
     let (media, events) = MediaPublisher::spawn(MediaConfig {
         encoder: EncoderConfig {
             fps: a.fps,
@@ -153,28 +137,16 @@ async fn media_round(
         min_segment: Duration::from_millis(500),
         event_capacity: 256,
     })?;
-    let mut publ = Publisher::new(
-        input,
-        lpgw_bridge::MPEG_TS,
-        PublisherConfig {
-            insecure_tls: insecure(input),
-            ..PublisherConfig::default()
+    let session = MediaSession::start(
+        channels,
+        events,
+        seg_in,
+        SessionOptions {
+            output_start: Some(SeqRequest::At(0)),
+            ..SessionOptions::default()
         },
+        cancel.clone(),
     )?;
-    let publish = tokio::spawn({
-        let c = cancel.clone();
-        async move {
-            publish_segments(
-                events,
-                &mut publ,
-                PublishOptions::default(),
-                StatsHandle::new(),
-                c,
-            )
-            .await
-        }
-    });
-
     let fps = a.fps.max(1);
     let tick = CLOCK_HZ / i64::from(fps);
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(fps)));
@@ -199,8 +171,10 @@ async fn media_round(
     };
     media.close();
     cancel.cancel();
-    let _ = publish.await;
-    let _ = feed.await;
+    let (publish, feed) = session.into_tasks();
+    for task in [publish, feed].into_iter().flatten() {
+        let _ = task.await;
+    }
     drop(decoded);
     tokio::task::spawn_blocking(move || {
         let _ = media.join();

@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use bytes::Bytes;
 use clap::Args;
 use lpgw_bridge::{
-    CancellationToken, FeedOptions, PublishOptions, StatsHandle, feed_output, publish_segments,
+    CancellationToken, ChannelAccess, FeedOptions, MediaSession, SessionChannels, SessionOptions,
 };
 use lpgw_devnet::{Devnet, DevnetConfig, DevnetHandle};
 use lpgw_gateway::{Gateway, Settings, StartRequest};
@@ -19,7 +19,6 @@ use lpgw_media::{
     MediaError, Output, OutputConfig, OutputFormat, Publisher as MediaPublisher,
     PublisherConfig as MediaConfig, SegmentEvent, read_test_pattern_index, test_pattern,
 };
-use lpgw_trickle::client::{Publisher, PublisherConfig, Subscriber, SubscriberConfig};
 use lpgw_trickle::wire::SeqRequest;
 use serde_json::json;
 use tokio::io::AsyncWriteExt as _;
@@ -142,9 +141,10 @@ pub(crate) struct RunReport {
 pub(crate) struct JobChannels {
     pub(crate) publish_url: String,
     pub(crate) subscribe_url: String,
-    /// The job's pinned channel client (the gateway's TLS policy and pins); `None` only for
-    /// channels outside a gateway job (benchmarks against a local trickle server).
-    pub(crate) http: Option<lpgw_trickle::client::HttpClient>,
+    /// How the channels are reached: the job's pinned client for a gateway job; a client of
+    /// the session's own only for channels outside a job (benchmarks against a local
+    /// trickle server).
+    pub(crate) access: ChannelAccess,
 }
 
 /// How an output frame is matched to its input.
@@ -166,7 +166,6 @@ pub(crate) async fn run_through(
     opts: RunOptions,
     record: Option<mpsc::Sender<SegmentEvent>>,
 ) -> anyhow::Result<RunReport> {
-    let insecure = |u: &str| u.starts_with("https://");
     let cancel = CancellationToken::new();
     let t_start = Instant::now();
 
@@ -179,27 +178,7 @@ pub(crate) async fn run_through(
         format: opts.output_format,
     };
     let (input, output, mut frames) = Output::spawn(out_cfg)?;
-    let mut sub = Subscriber::new(
-        &ch.subscribe_url,
-        SubscriberConfig {
-            start: SeqRequest::At(0),
-            http: ch.http.clone(),
-            insecure_tls: ch.http.is_none() && insecure(&ch.subscribe_url),
-            ..SubscriberConfig::default()
-        },
-    )?;
-    let in_stats = StatsHandle::new();
-    let feed = tokio::spawn({
-        let (st, c) = (in_stats.clone(), cancel.clone());
-        let fo = FeedOptions {
-            copy_to: record,
-            ..FeedOptions::default()
-        };
-        async move {
-            let r = feed_output(&mut sub, &input, fo, st, c).await;
-            (r, input.stats())
-        }
-    });
+    let decoder_stats = input.stats_reader();
     // How many frames came back, and when the last one did: a Scope runner keeps its output
     // channel open after the input ends, so the end of the output is not always signalled.
     let progress = std::sync::Arc::new(std::sync::Mutex::new((0usize, Instant::now())));
@@ -238,24 +217,32 @@ pub(crate) async fn run_through(
         min_segment: Duration::from_millis(500),
         event_capacity: 256,
     })?;
-    let mut publ = Publisher::new(
-        &ch.publish_url,
-        lpgw_bridge::MPEG_TS,
-        PublisherConfig {
-            http: ch.http.clone(),
-            insecure_tls: ch.http.is_none() && insecure(&ch.publish_url),
-            ..PublisherConfig::default()
+    // One media session for both directions; the output subscription starts at the first
+    // segment so none is missed, and the first input POST is opened at once.
+    let channels = SessionChannels {
+        input: Some(ch.publish_url.clone()),
+        output: ch.subscribe_url.clone(),
+        access: ch.access.clone(),
+    };
+    let session = MediaSession::start(
+        &channels,
+        events,
+        input,
+        SessionOptions {
+            feed: FeedOptions {
+                copy_to: record,
+                ..FeedOptions::default()
+            },
+            output_start: Some(SeqRequest::At(0)),
+            preconnect: true,
+            ..SessionOptions::default()
         },
+        cancel.clone(),
     )?;
-    // Open the first POST before the clock starts.
-    publ.preconnect()
-        .await
-        .context("preconnecting the publish channel")?;
-    let out_stats = StatsHandle::new();
-    let publish = tokio::spawn({
-        let (st, c) = (out_stats.clone(), cancel.clone());
-        async move { publish_segments(events, &mut publ, PublishOptions::default(), st, c).await }
-    });
+    let (in_stats, out_stats) = (session.output_stats.clone(), session.input_stats.clone());
+    let (publish, feed) = session.into_tasks();
+    let publish = publish.context("the session has no publishing task")?;
+    let feed = feed.context("the session has no feeding task")?;
     let producer = {
         let opts = opts.clone();
         std::thread::Builder::new()
@@ -290,7 +277,8 @@ pub(crate) async fn run_through(
         tracing::warn!("output did not end in time after the input; stopping");
         cancel.cancel();
     }
-    let (fed, ostats) = feed.await?;
+    let fed = feed.await?;
+    let ostats = decoder_stats.get();
     if let Err(e) = fed {
         tracing::warn!(error = %e, "reading the output channel failed");
     }
@@ -513,7 +501,9 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
             .clone()
             .context("the stream runs in text mode: it takes no input")?,
         subscribe_url: media.output.clone(),
-        http: job.media_client(),
+        access: job
+            .media_client()
+            .map_or(ChannelAccess::Verified, ChannelAccess::Pinned),
     };
     eprintln!(
         "job {} on {} ({})",

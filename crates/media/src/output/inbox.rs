@@ -46,6 +46,17 @@ impl Inbox {
     }
 }
 
+/// Reads an output pipeline's counters from anywhere ([`SegmentInput::stats_reader`]).
+#[derive(Clone, Debug)]
+pub struct OutputStatsReader(Arc<OutputCounters>);
+
+impl OutputStatsReader {
+    /// A snapshot of the counters.
+    pub fn get(&self) -> OutputStats {
+        self.0.snapshot()
+    }
+}
+
 /// Feeds segment bytes to the output worker. Cheap to call from async code: every method
 /// only takes a short lock and never waits for the decoder.
 #[derive(Debug)]
@@ -140,6 +151,12 @@ impl SegmentInput {
     /// A snapshot of the counters.
     pub fn stats(&self) -> OutputStats {
         self.stats.snapshot()
+    }
+
+    /// A reader of the same counters that stays usable after this input is handed to a
+    /// feeding task (a media session).
+    pub fn stats_reader(&self) -> OutputStatsReader {
+        OutputStatsReader(self.stats.clone())
     }
 
     fn publish_depth(&self, s: &InState) {

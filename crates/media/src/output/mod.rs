@@ -26,8 +26,8 @@ use crate::ts::{Demuxer, EsPacket};
 
 mod inbox;
 
-pub use inbox::SegmentInput;
 use inbox::{InState, Inbox, Item};
+pub use inbox::{OutputStatsReader, SegmentInput};
 
 /// What to do when segments arrive faster than frames are consumed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
