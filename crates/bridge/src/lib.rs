@@ -32,6 +32,9 @@ mod subscribe;
 
 pub use content::{MPEG_TS, check_content_type};
 pub use lpgw_media::SegmentEvent;
+/// The HTTP client that reaches a job's channels (its TLS policy and pins), as
+/// [`ChannelAccess::Pinned`] takes it.
+pub use lpgw_trickle::client::HttpClient;
 pub use publish::{PublishOptions, publish_segments};
 pub use session::{ChannelAccess, MediaSession, SessionChannels, SessionOptions, SessionTask};
 pub use stats::{BridgeStats, StatsHandle};

@@ -3,8 +3,8 @@
 //! models (default `scope`) through discovery → reserve → pay, others through the legacy
 //! LV2V flow, with fallbacks as the gateway settings say.
 
+use lpgw_bridge::HttpClient;
 use lpgw_gateway::{Error as GwError, Gateway, Job, Route, Settings, StartRequest, Wallet};
-use lpgw_trickle::client::HttpClient;
 use serde_json::Value;
 use tracing::Instrument as _;
 
