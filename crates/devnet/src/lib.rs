@@ -53,6 +53,7 @@ mod receipts;
 mod respond;
 mod runner;
 mod runner_effect;
+mod runner_status;
 mod serve;
 mod signer;
 mod tickets;

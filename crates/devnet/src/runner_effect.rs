@@ -18,7 +18,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::runner::{RunnerSpec, Shared, lock, unix_secs};
+use crate::runner_status::{RunnerSpec, Shared, lock, unix_secs};
 
 /// Frames that may wait for the runner's encoder.
 const ENCODER_QUEUE: usize = 4;

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::ceiling::Ceiling;
+use crate::redact::HeaderNames;
 use crate::token::Token;
 
 /// How orchestrator TLS certificates are checked.
@@ -189,15 +190,6 @@ impl Default for ScopeSettings {
             ping_interval: Duration::from_secs(10),
             max_missed_pongs: 3,
         }
-    }
-}
-
-/// Header values can be credentials (`Authorization`): print names only.
-pub(crate) struct HeaderNames<'a>(pub(crate) &'a BTreeMap<String, String>);
-
-impl std::fmt::Debug for HeaderNames<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.0.keys()).finish()
     }
 }
 

@@ -63,6 +63,7 @@ mod job;
 mod lv2v;
 mod orchestrator;
 mod payment;
+mod redact;
 mod route;
 mod runner;
 mod scope;

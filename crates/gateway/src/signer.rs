@@ -152,7 +152,7 @@ impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Signer")
             .field("base", &self.base.as_str())
-            .field("headers", &crate::config::HeaderNames(&self.headers))
+            .field("headers", &crate::redact::HeaderNames(&self.headers))
             .finish_non_exhaustive()
     }
 }

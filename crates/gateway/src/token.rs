@@ -92,7 +92,7 @@ impl Token {
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::config::HeaderNames;
+        use crate::redact::HeaderNames;
         f.debug_struct("Token")
             .field("orchestrators", &self.orchestrators)
             .field("signer", &self.signer)

@@ -10,8 +10,6 @@ use std::net::{IpAddr, SocketAddr};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 
-use crate::service::AppState;
-
 /// Hops of `X-Forwarded-For` examined at most, right to left.
 const MAX_HOPS: usize = 32;
 
@@ -100,14 +98,18 @@ impl ClientIp {
     }
 }
 
-impl FromRequestParts<AppState> for ClientIp {
+/// Router state that knows which peers are trusted proxies; the service's state
+/// implements it, so this module needs nothing from the service.
+pub(crate) trait TrustedProxies {
+    /// The configured trusted proxies, already canonical.
+    fn trusted_proxies(&self) -> &[IpAddr];
+}
+
+impl<S: TrustedProxies + Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        Ok(Self::from_parts(parts, &state.0.trusted_proxies))
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self::from_parts(parts, state.trusted_proxies()))
     }
 }
 

@@ -28,6 +28,12 @@ use crate::spend::{JobSpend, Spending};
 #[derive(Clone)]
 pub struct AppState(pub(crate) Arc<Shared>);
 
+impl crate::client_ip::TrustedProxies for AppState {
+    fn trusted_proxies(&self) -> &[IpAddr] {
+        &self.0.trusted_proxies
+    }
+}
+
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState").finish_non_exhaustive()

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::Live;
 use super::advert;
-use super::handlers::{err, header, unsupported};
 use super::registry::check_batch;
+use super::reply::{err, header, unsupported};
 use crate::respond::{json_ok, plain_error};
 
 /// Admits a runner callback: live runners must be on (else 404) and the request must carry

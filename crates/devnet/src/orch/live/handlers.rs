@@ -12,24 +12,9 @@ use serde_json::{Value, json};
 use super::advert::{self, Mode};
 use super::paid::{reserve_paid, runner_price};
 use super::registry::LiveError;
+use super::reply::{err, header, unsupported};
 use super::{Live, go_duration};
 use crate::respond::{json_ok, plain_error};
-
-/// A registry error as go-livepeer's plain error.
-pub(super) fn err(e: &LiveError) -> Response {
-    plain_error(
-        StatusCode::from_u16(e.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        &e.msg,
-    )
-}
-
-pub(super) fn unsupported() -> Response {
-    plain_error(StatusCode::NOT_FOUND, "live runners are not supported")
-}
-
-pub(super) fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
 
 pub(super) async fn heartbeat(
     State(live): State<Arc<Live>>,

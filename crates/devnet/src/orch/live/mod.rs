@@ -17,6 +17,7 @@ mod paid;
 mod price;
 mod proxy;
 mod registry;
+mod reply;
 mod scope;
 mod statics;
 

@@ -12,9 +12,9 @@ use lpgw_proto::{OrchestratorInfo, Payment, PaymentResult, PriceInfo, SegData};
 use prost::Message as _;
 use serde_json::json;
 
-use super::handlers::{err, header, unsupported};
 use super::price::Unit;
 use super::registry::LiveError;
+use super::reply::{err, header, unsupported};
 use super::{Live, meter};
 use crate::ledger::{LV2V_PIXELS_PER_SEC, Price};
 use crate::orch::{payment, random_manifest_id, segcreds, unix_now};

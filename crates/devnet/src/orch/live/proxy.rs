@@ -19,8 +19,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Live;
 use super::advert::Mode;
-use super::handlers::{err, unsupported};
 use super::paid::{reserve_paid, runner_price};
+use super::reply::{err, unsupported};
 use crate::respond::plain_error;
 
 /// The client the proxy forwards with (plain HTTP, HTTP/1.1, upgrades allowed).
