@@ -14,21 +14,28 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 async fn publish(h: &Harness, id: &str) -> (u16, Value) {
-    let req = h
-        .http
-        .post(h.url(&format!("/stream/{id}/publish")))
-        .header("content-type", "image/jpeg")
-        .body(jpeg(64, 90));
-    let r = tokio::time::timeout(STEP, req.send())
-        .await
-        .unwrap()
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    h.publish_jpeg(id, "", jpeg(64, 90)).await
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A WebSocket on the stream, split into its sending and receiving halves.
+async fn connect(
+    h: &Harness,
+    id: &str,
+) -> (
+    futures::stream::SplitSink<Ws, Message>,
+    futures::stream::SplitStream<Ws>,
+) {
+    let (ws, _) = tokio::time::timeout(
+        STEP,
+        tokio_tungstenite::connect_async(h.ws_url(&format!("job_id={id}"))),
     )
+    .await
+    .unwrap()
+    .expect("websocket connects");
+    ws.split()
 }
 
 async fn st_source(h: &Harness, id: &str) -> Value {
@@ -44,14 +51,7 @@ async fn a_second_input_source_is_refused_while_the_first_is_active() {
     let id = s["stream_id"].as_str().unwrap().to_string();
 
     // A WebSocket takes the input with its first frame.
-    let (ws, _) = tokio::time::timeout(
-        STEP,
-        tokio_tungstenite::connect_async(h.ws_url(&format!("job_id={id}"))),
-    )
-    .await
-    .unwrap()
-    .expect("websocket connects");
-    let (mut tx, rx) = ws.split();
+    let (mut tx, rx) = connect(&h, &id).await;
     tx.send(Message::Binary(jpeg(64, 40))).await.unwrap();
     // HTTP publish is refused while it holds the input (once its frame has arrived).
     let t0 = std::time::Instant::now();
@@ -91,14 +91,7 @@ async fn a_second_input_source_is_refused_while_the_first_is_active() {
     }
 
     // Now HTTP holds it: a WebSocket that sends a frame is closed with 4409.
-    let (ws, _) = tokio::time::timeout(
-        STEP,
-        tokio_tungstenite::connect_async(h.ws_url(&format!("job_id={id}"))),
-    )
-    .await
-    .unwrap()
-    .expect("websocket connects");
-    let (mut tx, mut rx) = ws.split();
+    let (mut tx, mut rx) = connect(&h, &id).await;
     let (code, body) = publish(&h, &id).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(st_source(&h, &id).await, "http");

@@ -8,21 +8,7 @@ use lpgw_server::ServerConfig;
 use serde_json::{Value, json};
 
 async fn publish(h: &Harness, id: &str, query: &str, body: bytes::Bytes) -> (u16, Value) {
-    let req = h
-        .http
-        .post(h.url(&format!("/stream/{id}/publish{query}")))
-        .header("content-type", "image/jpeg")
-        .body(body);
-    let r = tokio::time::timeout(STEP, req.send())
-        .await
-        .unwrap()
-        .unwrap();
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    h.publish_jpeg(id, query, body).await
 }
 
 async fn stream(h: &Harness) -> String {

@@ -92,6 +92,20 @@ impl Harness {
         if let Some(k) = key {
             req = req.header("X-API-Key", k);
         }
+        self.send(req).await
+    }
+
+    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
+        let mut req = self.http.get(self.url(path));
+        if let Some(k) = key {
+            req = req.header("X-API-Key", k);
+        }
+        self.send(req).await
+    }
+
+    /// Sends `req` within one step; its status and its body as JSON (or as a string when
+    /// it is not JSON).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
         let resp = tokio::time::timeout(STEP, req.send())
             .await
             .unwrap()
@@ -104,21 +118,14 @@ impl Harness {
         )
     }
 
-    pub async fn get(&self, path: &str, key: Option<&str>) -> (u16, Value) {
-        let mut req = self.http.get(self.url(path));
-        if let Some(k) = key {
-            req = req.header("X-API-Key", k);
-        }
-        let resp = tokio::time::timeout(STEP, req.send())
-            .await
-            .unwrap()
-            .unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+    /// Posts one JPEG frame to `/stream/{id}/publish{query}`.
+    pub async fn publish_jpeg(&self, id: &str, query: &str, body: Bytes) -> (u16, Value) {
+        let req = self
+            .http
+            .post(self.url(&format!("/stream/{id}/publish{query}")))
+            .header("content-type", "image/jpeg")
+            .body(body);
+        self.send(req).await
     }
 
     /// The `/metrics` text (fails the test on any other answer).
