@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Harness, STEP, jpeg};
+use common::{Harness, jpeg};
 use lpgw_server::ServerConfig;
 use serde_json::{Value, json};
 
