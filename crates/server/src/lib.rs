@@ -79,9 +79,7 @@ pub fn app(state: AppState) -> Router {
     let cfg = &state.0.config;
     let frame_limit = cfg.max_frame_bytes.max(cfg.max_json_bytes);
     Router::new()
-        .route("/", get(web::index))
-        .route("/app.js", get(web::script))
-        .route("/style.css", get(web::style))
+        .merge(web::routes())
         .route("/health", get(routes_a::health))
         .route("/metrics", get(metrics))
         .route("/openapi.json", get(openapi::openapi))

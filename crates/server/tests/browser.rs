@@ -194,7 +194,7 @@ async fn browser_app_streams_prompts_and_stops() {
     d.call(
         reqwest::Method::POST,
         "/url",
-        Some(json!({"url": h.url("/?fps=24")})),
+        Some(json!({"url": h.url("/?fps=24&api_key=leaked")})),
     )
     .await;
     let title = d.call(reqwest::Method::GET, "/title", None).await;
@@ -202,6 +202,24 @@ async fn browser_app_streams_prompts_and_stops() {
         title.as_str().unwrap_or_default().contains("lpgw"),
         "{title}"
     );
+    // A key in the page URL is neither used nor left in the address bar.
+    let page = d
+        .wait_js(
+            "the page to load",
+            "return {ok: !!window.lpgwStats, href: location.href, \
+             key: document.getElementById('apikey').value};",
+        )
+        .await;
+    assert_eq!(page["key"], "", "{page}");
+    assert!(
+        !page["href"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("api_key"),
+        "{page}"
+    );
+    d.js("performance.setResourceTimingBufferSize(100000); return true;")
+        .await;
 
     d.js("document.getElementById('start').click(); return true;")
         .await;
@@ -268,11 +286,115 @@ async fn browser_app_streams_prompts_and_stops() {
     let (status, _) = h.get(&format!("/job/{job}"), None).await;
     assert_eq!(status, 404, "the job is gone after Stop");
     d.screenshot("browser-stopped.png").await;
+    let timers = d.js("return window.lpgwStats.timers;").await;
+    assert_eq!(timers, 0, "Stop clears every timer");
+
+    second_start_keeps_one_poll_timer(&d, &job).await;
     d.call(reqwest::Method::DELETE, "", None).await;
     d.session = None;
     drop(d);
     let devnet = h.devnet();
     common::eventually("the session to end", || devnet.scope_sessions().is_empty()).await;
+    h.finish().await;
+}
+
+/// Starts again after a Stop and counts the page's status polls, as the browser's own
+/// resource timing records them: one 2 s poll timer makes about three in 6.5 s, a timer left
+/// over from the first run would double that. Then stops.
+async fn second_start_keeps_one_poll_timer(d: &Driver, first: &str) {
+    d.js("document.getElementById('start').click(); return true;")
+        .await;
+    let stats = d
+        .wait_js(
+            "processed frames after the second Start",
+            &format!(
+                "const s = window.lpgwStats; return {{ok: s.state === 'running' && \
+                 !!s.jobId && s.jobId !== '{first}', state: s.state, job: s.jobId, \
+                 timers: s.timers}};"
+            ),
+        )
+        .await;
+    assert_eq!(stats["timers"], 3, "frames, figures and one poll: {stats}");
+    let polls = "return performance.getEntriesByType('resource').filter((e) => \
+                 e.name.includes('/stream/') && e.name.endsWith('/status')).length;";
+    let before = d.js(polls).await.as_u64().expect("a count");
+    tokio::time::sleep(Duration::from_millis(6500)).await;
+    let after = d.js(polls).await.as_u64().expect("a count");
+    let made = after - before;
+    assert!(
+        (2..=4).contains(&made),
+        "{made} status polls in 6.5 s: expected one 2 s poll timer"
+    );
+    d.js("document.getElementById('stop').click(); return true;")
+        .await;
+    d.wait_js(
+        "the page to stop again",
+        "return window.lpgwStats.state === 'idle' && window.lpgwStats.jobId === null \
+         && window.lpgwStats.timers === 0;",
+    )
+    .await;
+}
+
+/// The app's files: each module with a JavaScript type and revalidation headers, a 304 for a
+/// matching `ETag`, and 404 for a file that is not part of the app.
+#[tokio::test]
+async fn app_modules_are_served_as_javascript() {
+    let h = Harness::start(ServerConfig::default()).await;
+    let index = h
+        .http
+        .get(h.url("/"))
+        .send()
+        .await
+        .expect("index")
+        .text()
+        .await
+        .expect("index body");
+    assert!(
+        index.contains(r#"<script type="module" src="/app.js">"#),
+        "{index}"
+    );
+    for path in ["/app.js", "/ui.js", "/api.js", "/media.js", "/stats.js"] {
+        let r = h.http.get(h.url(path)).send().await.expect("module");
+        assert_eq!(r.status(), 200, "{path}");
+        let header = |name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(
+            header("content-type").starts_with("text/javascript"),
+            "{path}: {}",
+            header("content-type")
+        );
+        assert_eq!(header("cache-control"), "no-cache", "{path}");
+        assert_eq!(header("x-content-type-options"), "nosniff", "{path}");
+        let tag = header("etag");
+        assert!(tag.starts_with('"'), "{path}: etag {tag}");
+        let body = r.text().await.expect("module body");
+        assert!(body.contains("export") || body.contains("import"), "{path}");
+        assert!(!body.contains("params.get('api_key')"), "{path}");
+        let again = h
+            .http
+            .get(h.url(path))
+            .header("if-none-match", &tag)
+            .send()
+            .await
+            .expect("revalidation");
+        assert_eq!(again.status(), 304, "{path}");
+    }
+    let css = h.http.get(h.url("/style.css")).send().await.expect("css");
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
+    for path in ["/nope.js", "/web.rs", "/app.js/x", "/../web/app.js"] {
+        let r = h.http.get(h.url(path)).send().await.expect("unknown");
+        assert_eq!(r.status(), 404, "{path}");
+    }
     h.finish().await;
 }
 
