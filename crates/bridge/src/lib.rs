@@ -97,7 +97,4 @@ pub enum BridgeError {
         /// What the server sent.
         content_type: String,
     },
-    /// A session task ended without an answer (it panicked or its runtime shut down).
-    #[error("a media session task ended without an answer")]
-    TaskEnded,
 }

@@ -75,8 +75,8 @@ pub struct SessionOptions {
 /// A running media session. Both tasks stop when the token given to
 /// [`MediaSession::start`] fires; dropping the session does not stop them.
 pub struct MediaSession {
-    publish: Option<SessionTask>,
-    feed: Option<SessionTask>,
+    publish: SessionTask,
+    feed: SessionTask,
     /// What the publishing task did so far.
     pub input_stats: StatsHandle,
     /// What the feeding task did so far.
@@ -152,38 +152,16 @@ impl MediaSession {
             .instrument(span)
         });
         Ok(Self {
-            publish: Some(publish),
-            feed: Some(feed),
+            publish,
+            feed,
             input_stats,
             output_stats,
         })
     }
 
-    /// Waits for the publishing task: `Ok` once the encoder's events ended (or the session
-    /// was cancelled), the trickle publisher's error when it gave up. Later calls return
-    /// `Ok` at once.
-    pub async fn input_done(&mut self) -> Result<(), BridgeError> {
-        join(self.publish.take()).await
-    }
-
-    /// Waits for the feeding task: `Ok` once the output channel ended, the decoder stopped
-    /// taking input or the session was cancelled; the subscriber's error when it failed for
-    /// good. Later calls return `Ok` at once.
-    pub async fn output_done(&mut self) -> Result<(), BridgeError> {
-        join(self.feed.take()).await
-    }
-
-    /// Splits the session into its two tasks, for callers that wait on them separately.
-    /// The first is the publishing task, the second the feeding task; `None` for one that
-    /// was already waited for.
-    pub fn into_tasks(self) -> (Option<SessionTask>, Option<SessionTask>) {
+    /// Splits the session into its two tasks, for callers to wait on.
+    /// The first is the publishing task, the second the feeding task.
+    pub fn into_tasks(self) -> (SessionTask, SessionTask) {
         (self.publish, self.feed)
-    }
-}
-
-async fn join(task: Option<SessionTask>) -> Result<(), BridgeError> {
-    match task {
-        None => Ok(()),
-        Some(t) => t.await.unwrap_or(Err(BridgeError::TaskEnded)),
     }
 }

@@ -154,29 +154,24 @@ impl Job {
         s.error.get_or_insert(reason);
     }
 
+    fn arbiter(&self) -> std::sync::MutexGuard<'_, InputArbiter> {
+        self.input.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Decides whether a frame from `src` may feed the job's input now
     /// ([`InputArbiter::claim`]).
     pub(crate) fn claim_input(&self, src: InputSource) -> Claim {
-        self.input
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .claim(src, Instant::now())
+        self.arbiter().claim(src, Instant::now())
     }
 
     /// The source feeding the job's input now, if one is active.
     pub(crate) fn input_holder(&self) -> Option<InputSource> {
-        self.input
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .holder(Instant::now())
+        self.arbiter().holder(Instant::now())
     }
 
     /// `src` is gone: another source may take the input at once.
     pub(crate) fn release_input(&self, src: InputSource) {
-        self.input
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(src);
+        self.arbiter().release(src);
     }
 
     pub(crate) fn touch(&self) {

@@ -141,7 +141,6 @@ impl JobMedia {
         let span = tracing::Span::current();
         let (publishing, feeding) = session.into_tasks();
         for (task, what) in [(publishing, "input"), (feeding, "output")] {
-            let Some(task) = task else { continue };
             let fault = on_fault.clone();
             tokio::spawn(
                 async move {

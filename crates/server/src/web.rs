@@ -27,6 +27,17 @@ pub(crate) struct Asset {
 
 const JS: &str = "text/javascript; charset=utf-8";
 
+/// An ES module of the app: served at `/{name}` as JavaScript.
+macro_rules! js_module {
+    ($name:literal) => {
+        Asset {
+            path: concat!("/", $name),
+            content_type: JS,
+            body: include_str!(concat!("../../../web/", $name)),
+        }
+    };
+}
+
 /// Every file the app has; `index.html` is served at `/`.
 pub(crate) const ASSETS: &[Asset] = &[
     Asset {
@@ -39,31 +50,11 @@ pub(crate) const ASSETS: &[Asset] = &[
         content_type: "text/css; charset=utf-8",
         body: include_str!("../../../web/style.css"),
     },
-    Asset {
-        path: "/app.js",
-        content_type: JS,
-        body: include_str!("../../../web/app.js"),
-    },
-    Asset {
-        path: "/ui.js",
-        content_type: JS,
-        body: include_str!("../../../web/ui.js"),
-    },
-    Asset {
-        path: "/api.js",
-        content_type: JS,
-        body: include_str!("../../../web/api.js"),
-    },
-    Asset {
-        path: "/media.js",
-        content_type: JS,
-        body: include_str!("../../../web/media.js"),
-    },
-    Asset {
-        path: "/stats.js",
-        content_type: JS,
-        body: include_str!("../../../web/stats.js"),
-    },
+    js_module!("app.js"),
+    js_module!("ui.js"),
+    js_module!("api.js"),
+    js_module!("media.js"),
+    js_module!("stats.js"),
 ];
 
 /// A route for every embedded file.

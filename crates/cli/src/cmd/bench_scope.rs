@@ -172,7 +172,7 @@ async fn media_round(
     media.close();
     cancel.cancel();
     let (publish, feed) = session.into_tasks();
-    for task in [publish, feed].into_iter().flatten() {
+    for task in [publish, feed] {
         let _ = task.await;
     }
     drop(decoded);

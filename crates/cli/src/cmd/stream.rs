@@ -241,8 +241,6 @@ pub(crate) async fn run_through(
     )?;
     let (in_stats, out_stats) = (session.output_stats.clone(), session.input_stats.clone());
     let (publish, feed) = session.into_tasks();
-    let publish = publish.context("the session has no publishing task")?;
-    let feed = feed.context("the session has no feeding task")?;
     let producer = {
         let opts = opts.clone();
         std::thread::Builder::new()
