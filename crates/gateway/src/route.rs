@@ -33,6 +33,18 @@ pub enum Route {
     Legacy,
 }
 
+impl Route {
+    /// The route's name as the service and the CLI print it (`flow`): `live-runner`,
+    /// `serverless` or `lv2v`.
+    pub fn flow_name(self) -> &'static str {
+        match self {
+            Self::LiveRunner => "live-runner",
+            Self::Serverless => "serverless",
+            Self::Legacy => "lv2v",
+        }
+    }
+}
+
 /// Which routes a model takes, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StartPolicy {

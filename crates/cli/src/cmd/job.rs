@@ -2,17 +2,8 @@
 
 use std::time::Duration;
 
-use lpgw_gateway::{Job, Route};
+use lpgw_gateway::Job;
 use serde_json::{Value, json};
-
-/// The `flow` name of a route, as the CLI and the service print it.
-pub(crate) fn flow_name(route: Route) -> &'static str {
-    match route {
-        Route::Legacy => "lv2v",
-        Route::Serverless => "serverless",
-        _ => "live-runner",
-    }
-}
 
 /// The job as printed: its URLs are bearer capabilities, printed because using them is the
 /// point of the command.
@@ -20,7 +11,7 @@ pub(crate) fn started_doc(job: &Job, elapsed: Duration) -> Value {
     let media = job.media();
     let mut doc = json!({
         "type": "started",
-        "flow": flow_name(job.route()),
+        "flow": job.route().flow_name(),
         "manifest_id": job.manifest_id(),
         "publish_url": media.as_ref().and_then(|m| m.input.clone()),
         "subscribe_url": media.as_ref().map(|m| m.output.clone()),

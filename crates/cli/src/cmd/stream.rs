@@ -507,7 +507,7 @@ pub(crate) async fn run(args: StreamArgs) -> anyhow::Result<()> {
         "job {} on {} ({})",
         job.manifest_id(),
         job.orchestrator_url(),
-        super::job::flow_name(job.route())
+        job.route().flow_name()
     );
     let events = job.events();
     let mut events = events;
