@@ -5,7 +5,11 @@
 //! same two tasks: [`publish_segments`] from an encoder into a trickle publisher, and
 //! [`feed_output`] from a trickle subscriber into a decoder. [`MediaSession::start`] does
 //! it once, and decides how the channels are reached in one place ([`ChannelAccess`]), so
-//! no caller assembles trickle clients or chooses TLS on its own.
+//! no caller assembles trickle clients or chooses TLS on its own. When the job's channels
+//! change under it (a Scope runner restarted), [`MediaSession::rewire`] moves both
+//! directions to the new ones and keeps the encoder and the decoder.
+
+use std::sync::Arc;
 
 use lpgw_media::{SegmentEvent, SegmentInput};
 use lpgw_trickle::client::{HttpClient, Publisher, PublisherConfig, Subscriber, SubscriberConfig};
@@ -74,14 +78,31 @@ pub struct SessionOptions {
 
 /// A running media session. Both tasks stop when the token given to
 /// [`MediaSession::start`] fires; dropping the session does not stop them.
+///
+/// A session can move to new channels while it runs ([`MediaSession::rewire`]): a Scope
+/// runner that restarts creates its media channels again, and the job's encoder and decoder
+/// carry on across the move, so clients see a gap, not a new stream. Each set of channels
+/// is one *generation*; the encoder's segments reach the current generation through one
+/// forwarding task, which owns the encoder's queue for the session's whole life.
 pub struct MediaSession {
-    publish: SessionTask,
-    feed: SessionTask,
-    /// What the publishing task did so far.
+    /// The current generation's tasks, until a caller takes them.
+    tasks: Option<(SessionTask, SessionTask)>,
+    /// Stops the current generation only.
+    generation_cancel: CancellationToken,
+    generation: u64,
+    /// Where the forwarder sends segments from now on.
+    switch: mpsc::UnboundedSender<mpsc::Sender<SegmentEvent>>,
+    decoder: Arc<SegmentInput>,
+    opts: SessionOptions,
+    cancel: CancellationToken,
+    /// What the publishing tasks did so far, every generation together.
     pub input_stats: StatsHandle,
-    /// What the feeding task did so far.
+    /// What the feeding tasks did so far, every generation together.
     pub output_stats: StatsHandle,
 }
+
+/// Segment events queued between the forwarder and one generation's publishing task.
+const GENERATION_QUEUE: usize = 64;
 
 impl MediaSession {
     /// Starts publishing `segments` (an encoder's events) to `channels.input` and feeding
@@ -94,6 +115,62 @@ impl MediaSession {
         opts: SessionOptions,
         cancel: CancellationToken,
     ) -> Result<Self, BridgeError> {
+        let (switch, targets) = mpsc::unbounded_channel();
+        let mut session = Self {
+            tasks: None,
+            generation_cancel: cancel.child_token(),
+            generation: 0,
+            switch,
+            decoder: Arc::new(decoder),
+            opts,
+            cancel,
+            input_stats: StatsHandle::new(),
+            output_stats: StatsHandle::new(),
+        };
+        session.tasks = Some(session.spawn_generation(channels)?);
+        tokio::spawn(forward(segments, targets).instrument(tracing::Span::current()));
+        Ok(session)
+    }
+
+    /// Moves the session to new channels: the current generation stops (its tasks end
+    /// with `Ok`), and a new one publishes the encoder's segments from the next segment
+    /// start on and feeds the new output into the same decoder. Its tasks are then
+    /// available from [`Self::take_tasks`].
+    pub fn rewire(&mut self, channels: &SessionChannels) -> Result<(), BridgeError> {
+        let cancel = self.cancel.child_token();
+        let old = std::mem::replace(&mut self.generation_cancel, cancel);
+        old.cancel();
+        self.generation += 1;
+        self.tasks = Some(self.spawn_generation(channels)?);
+        Ok(())
+    }
+
+    /// Which set of channels the session is on: 0 at the start, one more per
+    /// [`Self::rewire`].
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The current generation's two tasks (publishing first, then feeding), once.
+    pub fn take_tasks(&mut self) -> Option<(SessionTask, SessionTask)> {
+        self.tasks.take()
+    }
+
+    /// Splits the session into its two tasks, for callers that never rewire it.
+    /// The first is the publishing task, the second the feeding task.
+    ///
+    /// # Panics
+    /// If the tasks were taken already with [`Self::take_tasks`].
+    pub fn into_tasks(mut self) -> (SessionTask, SessionTask) {
+        self.tasks
+            .take()
+            .expect("the session's tasks were taken already")
+    }
+
+    fn spawn_generation(
+        &self,
+        channels: &SessionChannels,
+    ) -> Result<(SessionTask, SessionTask), BridgeError> {
         let (http, insecure_tls) = match &channels.access {
             ChannelAccess::Pinned(c) => (Some(c.clone()), false),
             ChannelAccess::Verified => (None, false),
@@ -104,7 +181,7 @@ impl MediaSession {
             insecure_tls,
             ..SubscriberConfig::default()
         };
-        if let Some(start) = opts.output_start {
+        if let Some(start) = self.opts.output_start {
             sub_cfg.start = start;
         }
         let mut sub = Subscriber::new(&channels.output, sub_cfg)?;
@@ -123,16 +200,38 @@ impl MediaSession {
                 )
             })
             .transpose()?;
+        let (tx, segments) = mpsc::channel(GENERATION_QUEUE);
+        // A forwarder that is gone (the encoder ended) leaves this generation's queue
+        // closed, which ends its publishing task as the end of the encoder would.
+        let _ = self.switch.send(tx);
         let span = tracing::Span::current();
-        let output_stats = StatsHandle::new();
         let feed = tokio::spawn({
-            let (st, c, fo) = (output_stats.clone(), cancel.clone(), opts.feed);
-            async move { feed_output(&mut sub, &decoder, fo, st, c).await }.instrument(span.clone())
+            let (st, c, mut fo) = (
+                self.output_stats.clone(),
+                self.generation_cancel.clone(),
+                self.opts.feed.clone(),
+            );
+            let root = self.cancel.clone();
+            let decoder = self.decoder.clone();
+            // The decoder outlives a generation: it is closed when the session stops or
+            // the output channel ends, not when a rewire stops this generation.
+            let close_at_end = std::mem::replace(&mut fo.close_at_end, false);
+            async move {
+                let r = feed_output(&mut sub, &decoder, fo, st, c.clone()).await;
+                if close_at_end && (root.is_cancelled() || !c.is_cancelled()) {
+                    decoder.close();
+                }
+                r
+            }
+            .instrument(span.clone())
         });
-        let input_stats = StatsHandle::new();
         let publish = tokio::spawn({
-            let (st, c, po) = (input_stats.clone(), cancel, opts.publish);
-            let preconnect = opts.preconnect;
+            let (st, c, po) = (
+                self.input_stats.clone(),
+                self.generation_cancel.clone(),
+                self.opts.publish.clone(),
+            );
+            let preconnect = self.opts.preconnect;
             async move {
                 match publisher {
                     Some(mut p) => {
@@ -151,17 +250,28 @@ impl MediaSession {
             }
             .instrument(span)
         });
-        Ok(Self {
-            publish,
-            feed,
-            input_stats,
-            output_stats,
-        })
+        Ok((publish, feed))
     }
+}
 
-    /// Splits the session into its two tasks, for callers to wait on.
-    /// The first is the publishing task, the second the feeding task.
-    pub fn into_tasks(self) -> (SessionTask, SessionTask) {
-        (self.publish, self.feed)
+/// Hands the encoder's segment events to the current generation's queue, switching to a
+/// new queue as soon as one arrives. A generation that stopped reading loses what is sent
+/// to it; the next one discards data until the next segment start, so every segment it
+/// publishes is whole.
+async fn forward(
+    mut segments: mpsc::Receiver<SegmentEvent>,
+    mut targets: mpsc::UnboundedReceiver<mpsc::Sender<SegmentEvent>>,
+) {
+    let mut current: Option<mpsc::Sender<SegmentEvent>> = None;
+    while let Some(ev) = segments.recv().await {
+        while let Ok(next) = targets.try_recv() {
+            current = Some(next);
+        }
+        if let Some(tx) = &current
+            && tx.send(ev).await.is_err()
+        {
+            // This generation stopped; wait for the next (or drop events until then).
+            current = None;
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! Media over a real trickle server on loopback: frames in, frames out, and what happens
 //! when the channel carries garbage, the wrong content type, or a publisher that stalls; and
-//! the per-segment timing observers of both directions.
+//! the per-segment timing observers of both directions; and a media session that moves to
+//! new channels mid-stream.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -478,5 +479,115 @@ async fn each_segment_is_timed_once_on_both_sides_of_the_bridge() {
         assert_eq!(t.ack, None, "{t:?}");
         let first = t.first_byte.expect("a first byte");
         assert!(first < STEP && t.total < STEP, "{t:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_session_moves_to_new_channels_keeping_its_encoder_and_decoder() {
+    use lpgw_bridge::{ChannelAccess, MediaSession, SessionChannels, SessionOptions};
+    let (server, base) = serve().await;
+    server.create_channel("a", "video/MP2T");
+    server.create_channel("b", "video/MP2T");
+    // Each generation publishes to a channel and reads it back: an echo without a runner.
+    let echo = |name: &str| SessionChannels {
+        input: Some(format!("{base}/{name}")),
+        output: format!("{base}/{name}"),
+        access: ChannelAccess::Verified,
+    };
+    let evs = encode_events(48).await;
+    let starts: Vec<usize> = evs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, SegmentEvent::Start { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    assert!(
+        starts.len() >= 4,
+        "keyframe every 0.5 s: {} segments",
+        starts.len()
+    );
+    let half = starts[starts.len() / 2];
+
+    let (input, output, mut rx) = Output::spawn(out_cfg()).unwrap();
+    let got: Arc<Mutex<Vec<DecodedFrame>>> = Arc::default();
+    let collector = tokio::spawn({
+        let got = got.clone();
+        async move {
+            while let Some(f) = rx.recv().await {
+                got.lock().unwrap().push(f.expect("frame"));
+            }
+        }
+    });
+    let (tx, segments) = mpsc::channel(256);
+    let opts = SessionOptions {
+        publish: PublishOptions {
+            close_at_end: false,
+            ..PublishOptions::default()
+        },
+        output_start: Some(SeqRequest::At(0)),
+        ..SessionOptions::default()
+    };
+    let cancel = CancellationToken::new();
+    let mut session =
+        MediaSession::start(&echo("a"), segments, input, opts, cancel.clone()).unwrap();
+    assert_eq!(session.generation(), 0);
+    let (pub_a, feed_a) = session.take_tasks().unwrap();
+    for e in &evs[..half] {
+        tx.send(e.clone()).await.unwrap();
+    }
+    // Everything published so far has been read back before the move.
+    bounded(async {
+        loop {
+            let (i, o) = (session.input_stats.get(), session.output_stats.get());
+            if o.segments_ok as usize == starts.len() / 2 && o.bytes == i.bytes {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let wait_frames = |n: usize| {
+        let got = got.clone();
+        bounded(async move {
+            while got.lock().unwrap().len() < n {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+
+    session.rewire(&echo("b")).unwrap();
+    assert_eq!(session.generation(), 1);
+    // The old generation stops without an error.
+    bounded(pub_a).await.unwrap().expect("old publish ok");
+    bounded(feed_a).await.unwrap().expect("old feed ok");
+    let (pub_b, feed_b) = session.take_tasks().unwrap();
+    assert!(session.take_tasks().is_none(), "tasks are handed out once");
+    for e in &evs[half..] {
+        tx.send(e.clone()).await.unwrap();
+    }
+    drop(tx);
+    bounded(pub_b).await.unwrap().expect("new publish ok");
+    wait_frames(48).await;
+    cancel.cancel();
+    bounded(feed_b).await.unwrap().expect("new feed ok");
+    let s = session.input_stats.get();
+    assert_eq!(
+        s.segments as usize,
+        starts.len(),
+        "counted across both: {s:?}"
+    );
+    assert_eq!(s.segments_ok, s.segments, "{s:?}");
+    drop(session);
+    bounded(collector).await.unwrap();
+    tokio::task::spawn_blocking(move || output.join())
+        .await
+        .unwrap()
+        .unwrap();
+    // Every frame once, in order, through one decoder; the second half came over `b`.
+    let frames = got.lock().unwrap();
+    assert_eq!(frames.len(), 48);
+    for (i, f) in frames.iter().enumerate() {
+        let yuv = f.yuv.as_ref().expect("yuv requested");
+        assert_eq!(read_test_pattern_index(yuv), Some(i as u32), "frame {i}");
     }
 }

@@ -177,6 +177,9 @@ pub struct ScopeSettings {
     /// Pings in a row without a `pong` after which the runner counts as unresponsive.
     /// Default 3.
     pub max_missed_pongs: u32,
+    /// Runner restarts a stream is started again after (pipelines reloaded, parameters
+    /// replayed, media moved to the new channels); one more ends the job.
+    pub max_restarts: u32,
 }
 
 impl Default for ScopeSettings {
@@ -189,6 +192,7 @@ impl Default for ScopeSettings {
             output_timeout: Duration::from_secs(20),
             ping_interval: Duration::from_secs(10),
             max_missed_pongs: 3,
+            max_restarts: 3,
         }
     }
 }

@@ -172,8 +172,15 @@ impl Job {
                 output_audio: None,
                 all: Vec::new(),
             }),
-            Kind::Scope(j) => j.media().cloned(),
+            Kind::Scope(j) => j.media(),
         }
+    }
+
+    /// Whether the runner restarted and the job is starting its stream again; the media
+    /// channels are gone until the job's `stream_restarted` event, after which
+    /// [`Self::media`] gives the new ones. Always `false` for legacy jobs.
+    pub fn is_restarting(&self) -> bool {
+        matches!(&self.kind, Kind::Scope(j) if j.is_restarting())
     }
 
     /// The pinned HTTP client that reaches the job's channels (its TLS policy and pins), so
@@ -244,6 +251,11 @@ impl Job {
                 Some(EndReason::PriceExceeded) => ("price_exceeded", None, PRICE),
                 Some(_) => ("job_ended", None, ENDED),
             },
+            Kind::Scope(j) if j.restart_failure().is_some() => (
+                "runner_restart_failed",
+                j.restart_failure(),
+                "the runner restarted and the stream could not start again",
+            ),
             Kind::Scope(j) => match j.funding_end()? {
                 FundingEnd::BudgetExhausted => ("budget_exhausted", j.funding_detail(), ""),
                 FundingEnd::Wedged => ("payments_wedged", None, WEDGED),

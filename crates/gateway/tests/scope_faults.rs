@@ -1,6 +1,7 @@
 //! The Scope start sequence against devnet's faithful Scope runner and its fault knobs: a
 //! load that fails or never finishes, a runner that never says `runner_ready`, an error
-//! that answers nothing while the start waits, and a restart under a running stream. Every
+//! that answers nothing while the start waits, and restarts under a running stream (the
+//! stream started again, or the job ended when it cannot be). Every
 //! failed start leaves no session behind.
 
 use std::time::Duration;
@@ -25,6 +26,10 @@ async fn devnet() -> DevnetHandle {
 }
 
 fn gateway(d: &DevnetHandle) -> Gateway {
+    Gateway::new(gateway_settings(d)).unwrap()
+}
+
+fn gateway_settings(d: &DevnetHandle) -> Settings {
     let mut s = Settings {
         orchestrators: vec![d.orchestrator_url().to_owned()],
         ..Settings::default()
@@ -34,7 +39,7 @@ fn gateway(d: &DevnetHandle) -> Gateway {
     s.live.scope.load_timeout = Duration::from_millis(1500);
     s.live.scope.poll_interval = Duration::from_millis(50);
     s.live.scope.ping_interval = Duration::from_millis(200);
-    Gateway::new(s).unwrap()
+    s
 }
 
 fn gray() -> StartRequest {
@@ -136,8 +141,21 @@ async fn an_error_that_answers_nothing_does_not_end_a_waiting_start() {
     d.shutdown().await;
 }
 
+/// Waits for an event of type `kind`, skipping others.
+async fn event(events: &mut tokio::sync::mpsc::Receiver<Value>, kind: &str) -> Value {
+    within(15, async {
+        loop {
+            let ev = events.recv().await.expect("events open");
+            if ev["type"] == kind {
+                return ev;
+            }
+        }
+    })
+    .await
+}
+
 #[tokio::test]
-async fn pings_are_answered_and_a_restart_is_noticed() {
+async fn pings_are_answered_and_a_restart_starts_the_stream_again() {
     let d = devnet().await;
     let job = within(20, gateway(&d).start(&gray())).await.unwrap();
     let Ok(mut job) = job.into_scope() else {
@@ -151,7 +169,12 @@ async fn pings_are_answered_and_a_restart_is_noticed() {
     })
     .await;
     assert_eq!(job.health().missed_pongs, 0);
-    // The raw API reaches the runner; a restart drops its pipelines and stream.
+    let before = job.media().expect("started");
+    within(10, job.update_params(&json!({"prompt": "kept"})))
+        .await
+        .unwrap();
+    // The raw API reaches the runner; a restart drops its pipelines and stream, and the
+    // job loads them again and starts a new stream on new channels.
     let status = within(10, job.api("GET", "/api/v1/pipeline/status", None))
         .await
         .unwrap();
@@ -160,20 +183,68 @@ async fn pings_are_answered_and_a_restart_is_noticed() {
         .await
         .unwrap();
     assert_eq!(r["status"], 200, "{r}");
-    within(10, async {
-        loop {
-            let ev = events.recv().await.expect("events open");
-            if ev["type"] == "runner_restarted" {
-                break;
-            }
-        }
-    })
-    .await;
+    event(&mut events, "runner_restarted").await;
     assert_eq!(job.health().restarts, 1);
-    let after = within(10, job.api("GET", "/api/v1/pipeline/status", None))
+    let ev = event(&mut events, "stream_restarted").await;
+    assert_eq!(ev["restarts"], 1, "{ev}");
+    assert!(!job.is_restarting());
+    assert!(!job.is_closed());
+    let after = job.media().expect("started again");
+    assert_ne!(
+        after.output, before.output,
+        "the same output channel after a restart"
+    );
+    assert!(after.input.is_some());
+    assert_eq!(job.input_mode(), Some(InputMode::Video));
+    let status = within(10, job.api("GET", "/api/v1/pipeline/status", None))
         .await
         .unwrap();
-    assert_eq!(after["data"]["status"], "not_loaded", "{after}");
+    assert_eq!(status["data"]["status"], "loaded", "{status}");
+    assert_eq!(status["data"]["pipeline_id"], "gray", "{status}");
+    within(20, job.close()).await;
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_restart_that_cannot_load_again_or_one_too_many_ends_the_job() {
+    let d = devnet().await;
+    // The pipeline no longer loads after the restart: the job ends, saying why.
+    let job = within(20, gateway(&d).start(&gray())).await.unwrap();
+    d.faults().set_scope_load_fail(true);
+    let r = within(10, job.api("POST", "/api/v1/restart", None))
+        .await
+        .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    within(20, job.ended().cancelled()).await;
+    let f = job.failure().expect("a failure");
+    assert_eq!(f.code, "runner_restart_failed", "{f}");
+    assert!(f.message.contains("did not start again"), "{f}");
+    assert!(f.message.contains("pipeline load failed"), "{f}");
+    within(20, job.close()).await;
+    eventually_no_sessions(&d).await;
+    d.faults().set_scope_load_fail(false);
+
+    // With one restart allowed, the second ends the job.
+    let mut s = gateway_settings(&d);
+    s.live.scope.max_restarts = 1;
+    let job = within(20, Gateway::new(s).unwrap().start(&gray()))
+        .await
+        .unwrap();
+    let Ok(mut job) = job.into_scope() else {
+        panic!("not a scope job")
+    };
+    let mut events = job.take_events().unwrap();
+    within(10, job.api("POST", "/api/v1/restart", None))
+        .await
+        .unwrap();
+    event(&mut events, "stream_restarted").await;
+    within(10, job.api("POST", "/api/v1/restart", None))
+        .await
+        .unwrap();
+    within(20, job.ended()).await;
+    let why = job.restart_failure().expect("a reason");
+    assert!(why.contains("restarted 2 times"), "{why}");
     within(20, job.close()).await;
     eventually_no_sessions(&d).await;
     d.shutdown().await;

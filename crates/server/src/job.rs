@@ -42,7 +42,12 @@ pub(crate) struct Job {
     pub(crate) handle: tokio::sync::Mutex<Option<RunningJob>>,
     /// Cancelled when the job ends, by a stop or because the gateway job ended.
     pub(crate) cancel: CancellationToken,
-    pub(crate) endpoints: Option<MediaEndpoints>,
+    /// The job's media channels; they change when a Scope runner restarts and the
+    /// stream starts again.
+    endpoints: Mutex<Option<MediaEndpoints>>,
+    /// The runner restarted and the gateway is starting the stream again: no output is
+    /// expected, and the old channels may fail without that being a fault.
+    pub(crate) restarting: std::sync::atomic::AtomicBool,
     pub(crate) media: Mutex<Option<Arc<JobMedia>>>,
     state: Mutex<JobState>,
     pub(crate) events: broadcast::Sender<Value>,
@@ -100,7 +105,8 @@ impl Job {
             has_payment_session: running.is_paid(),
             has_control: running.has_control(),
             cancel: CancellationToken::new(),
-            endpoints: MediaEndpoints::of(&running),
+            endpoints: Mutex::new(MediaEndpoints::of(&running)),
+            restarting: std::sync::atomic::AtomicBool::new(false),
             handle: tokio::sync::Mutex::new(Some(running)),
             media: Mutex::new(None),
             state: Mutex::new(JobState {
@@ -180,6 +186,19 @@ impl Job {
 
     pub(crate) fn idle_for(&self) -> std::time::Duration {
         self.state().last_used.elapsed()
+    }
+
+    /// The job's current media channels.
+    pub(crate) fn endpoints(&self) -> Option<MediaEndpoints> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Records the channels a restarted stream runs on.
+    pub(crate) fn set_endpoints(&self, ends: MediaEndpoints) {
+        *self.endpoints.lock().unwrap_or_else(|p| p.into_inner()) = Some(ends);
     }
 
     pub(crate) fn media(&self) -> Option<Arc<JobMedia>> {

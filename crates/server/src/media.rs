@@ -61,6 +61,9 @@ struct Pending {
 
 /// A job's running media pipeline.
 pub(crate) struct JobMedia {
+    /// Both directions over the job's channels; moved to new ones by [`Self::rewire`].
+    session: Mutex<MediaSession>,
+    on_fault: FaultHook,
     publisher: Publisher,
     pending: Arc<Mutex<Pending>>,
     out: broadcast::Sender<Arc<OutFrame>>,
@@ -74,6 +77,42 @@ pub(crate) struct JobMedia {
 impl std::fmt::Debug for JobMedia {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobMedia").finish_non_exhaustive()
+    }
+}
+
+/// Told when a media channel fails for good, with the reason.
+type FaultHook = Arc<dyn Fn(String) + Send + Sync>;
+
+/// The session's view of a job's channels.
+fn session_channels(ends: &MediaEndpoints) -> SessionChannels {
+    SessionChannels {
+        input: ends.publish_url.clone(),
+        output: ends.subscribe_url.clone(),
+        access: match &ends.http {
+            Some(c) => ChannelAccess::Pinned(c.clone()),
+            None => ChannelAccess::Verified,
+        },
+    }
+}
+
+/// Reports a failure of the session's current generation to `on_fault`. A generation that
+/// is stopped by a rewire ends with `Ok` and reports nothing.
+fn watch_session(session: &mut MediaSession, on_fault: &FaultHook) {
+    let Some((publishing, feeding)) = session.take_tasks() else {
+        return;
+    };
+    let span = tracing::Span::current();
+    for (task, what) in [(publishing, "input"), (feeding, "output")] {
+        let fault = on_fault.clone();
+        tokio::spawn(
+            async move {
+                if let Ok(Err(e)) = task.await {
+                    warn!(error = %e, "{what} channel failed");
+                    fault(format!("{what} channel failed: {e}"));
+                }
+            }
+            .instrument(span.clone()),
+        );
     }
 }
 
@@ -97,7 +136,7 @@ impl JobMedia {
         on_output: impl Fn() + Send + Sync + 'static,
         on_fault: impl Fn(String) + Send + Sync + 'static,
     ) -> Result<Arc<Self>, String> {
-        let on_fault = Arc::new(on_fault);
+        let on_fault: FaultHook = Arc::new(on_fault);
         let encoder = EncoderConfig {
             fps: settings.fps.max(1),
             ..EncoderConfig::default()
@@ -115,14 +154,7 @@ impl JobMedia {
         })
         .map_err(|e| e.to_string())?;
 
-        let channels = SessionChannels {
-            input: ends.publish_url.clone(),
-            output: ends.subscribe_url.clone(),
-            access: match &ends.http {
-                Some(c) => ChannelAccess::Pinned(c.clone()),
-                None => ChannelAccess::Verified,
-            },
-        };
+        let channels = session_channels(ends);
         let opts = SessionOptions {
             publish: PublishOptions {
                 close_at_end: false,
@@ -136,28 +168,18 @@ impl JobMedia {
             },
             ..SessionOptions::default()
         };
-        let session = MediaSession::start(&channels, segments, input, opts, cancel.clone())
+        let mut session = MediaSession::start(&channels, segments, input, opts, cancel.clone())
             .map_err(|e| e.to_string())?;
         let span = tracing::Span::current();
-        let (publishing, feeding) = session.into_tasks();
-        for (task, what) in [(publishing, "input"), (feeding, "output")] {
-            let fault = on_fault.clone();
-            tokio::spawn(
-                async move {
-                    if let Ok(Err(e)) = task.await {
-                        warn!(error = %e, "{what} channel failed");
-                        fault(format!("{what} channel failed: {e}"));
-                    }
-                }
-                .instrument(span.clone()),
-            );
-        }
+        watch_session(&mut session, &on_fault);
 
         let (out, _) = broadcast::channel(VIEWER_BUFFER);
         let (newest_tx, newest) = watch::channel(None);
         let pending: Arc<Mutex<Pending>> = Arc::default();
         let counters: Arc<MediaCounters> = Arc::default();
         let media = Arc::new(Self {
+            session: Mutex::new(session),
+            on_fault,
             publisher,
             pending: pending.clone(),
             out: out.clone(),
@@ -269,6 +291,18 @@ impl JobMedia {
             self.metrics.dropped(Drop::Invalid, bad);
             self.counters.dropped_invalid.fetch_add(bad, Relaxed);
         }
+    }
+
+    /// Moves both directions to the job's new channels (its Scope runner restarted and
+    /// created them again). The encoder, the decoder, the counters and every viewer carry
+    /// on: frame numbers and timestamps continue where they were.
+    pub(crate) fn rewire(&self, ends: &MediaEndpoints) -> Result<(), String> {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        session
+            .rewire(&session_channels(ends))
+            .map_err(|e| e.to_string())?;
+        watch_session(&mut session, &self.on_fault);
+        Ok(())
     }
 
     /// A new viewer of the output.

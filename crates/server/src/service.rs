@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 
 use crate::auth::{Keys, Owner};
-use crate::backend::{JobBackend, StartSpec};
+use crate::backend::{JobBackend, MediaEndpoints, StartSpec};
 use crate::config::ServerConfig;
 use crate::error::{ApiError, reason_label};
 use crate::job::{Job, Registry};
@@ -174,9 +174,9 @@ async fn link_end(job: Weak<Job>, gw_token: CancellationToken, metrics: Arc<Metr
 }
 
 /// A Scope runner event after the start that means the stream is broken: an `error` that
-/// answers nothing of ours (the real runner sends those for messages it cannot handle), or
-/// the gateway's `runner_restarted` (the runner said `runner_ready` again: its process
-/// restarted, its pipelines and stream are gone).
+/// answers nothing of ours (the real runner sends those for messages it cannot handle).
+/// A restart is not one: the gateway starts the stream again (`runner_restarted`, then
+/// `stream_restarted`), and ends the job itself when it cannot.
 fn runner_fault(ev: &Value) -> Option<(&'static str, String)> {
     match ev.get("type").and_then(Value::as_str)? {
         "error"
@@ -186,10 +186,6 @@ fn runner_fault(ev: &Value) -> Option<(&'static str, String)> {
             let text = ev.get("error").and_then(Value::as_str).unwrap_or("error");
             Some(("runner_error", format!("runner error: {text}")))
         }
-        "runner_restarted" => Some((
-            "runner_restarted",
-            "the Scope runner restarted: its pipelines and stream are gone".into(),
-        )),
         _ => None,
     }
 }
@@ -212,6 +208,11 @@ async fn watch_output(state: AppState, job: Weak<Job>, timeout: Duration, takes_
         }
         let Some(j) = job.upgrade() else { return };
         let now = Instant::now();
+        if j.restarting.load(Relaxed) {
+            // No output while the runner comes back; the clock starts again after.
+            dog = lpgw_gateway::OutputWatchdog::new(now, timeout, takes_input);
+            continue;
+        }
         if let Some(m) = j.media() {
             let (i, o) = (
                 m.counters.frames_in.load(Relaxed),
@@ -324,7 +325,7 @@ impl AppState {
             running,
             spend,
         ));
-        if job.flow.speaks_scope() && job.endpoints.is_some() {
+        if job.flow.speaks_scope() && job.endpoints().is_some() {
             // The gateway returns Scope jobs with their stream already started.
             job.on(PhaseEvent::MediaReady);
         }
@@ -341,8 +342,16 @@ impl AppState {
                     while let Some(ev) = rx.recv().await {
                         let Some(job) = weak.upgrade() else { break };
                         let _ = job.events.send(ev.clone());
-                        if let Some((code, why)) = scope.then(|| runner_fault(&ev)).flatten() {
+                        if !scope {
+                            continue;
+                        }
+                        if let Some((code, why)) = runner_fault(&ev) {
                             this.fault(&job, code, why);
+                        }
+                        match ev.get("type").and_then(Value::as_str) {
+                            Some("runner_restarted") => job.restarting.store(true, Relaxed),
+                            Some("stream_restarted") => this.rewire(&job).await,
+                            _ => {}
                         }
                     }
                 }
@@ -455,7 +464,7 @@ impl AppState {
         if job.is_ended() {
             return Err(ApiError::new(StatusCode::GONE, "job has ended"));
         }
-        let Some(ends) = &job.endpoints else {
+        let Some(ends) = job.endpoints() else {
             return Err(ApiError::bad_request("job has no media channels yet"));
         };
         let settings = MediaSettings {
@@ -469,7 +478,7 @@ impl AppState {
         let m = span
             .in_scope(|| {
                 JobMedia::start(
-                    ends,
+                    &ends,
                     settings,
                     self.0.metrics.clone(),
                     job.cancel.child_token(),
@@ -480,7 +489,13 @@ impl AppState {
                     },
                     move |why| {
                         // The job cannot carry video any more: say so in status and events.
+                        // While the runner restarts its old channels may go away: that is
+                        // the restart's business, which ends the job itself if it fails.
                         if let Some(j) = weak_fault.upgrade() {
+                            if j.restarting.load(Relaxed) {
+                                info!(reason = %why, "old media channel ended during a restart");
+                                return;
+                            }
                             this.fault(&j, "media_failed", why);
                         }
                     },
@@ -489,6 +504,37 @@ impl AppState {
             .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("media: {e}")))?;
         *slot = Some(m.clone());
         Ok(m)
+    }
+
+    /// Moves a job's media to the channels its restarted stream runs on; every viewer,
+    /// WebSocket and counter carries on.
+    async fn rewire(&self, job: &Arc<Job>) {
+        let ends = match job.handle.lock().await.as_ref() {
+            Some(h) => MediaEndpoints::of(h),
+            None => return,
+        };
+        let Some(ends) = ends else {
+            self.fault(
+                job,
+                "media_failed",
+                "the restarted stream has no media channels".into(),
+            );
+            return;
+        };
+        job.set_endpoints(ends.clone());
+        let media = job.media.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(m) = media
+            && let Err(e) = m.rewire(&ends)
+        {
+            self.fault(
+                job,
+                "media_failed",
+                format!("moving to the new channels: {e}"),
+            );
+            return;
+        }
+        job.restarting.store(false, Relaxed);
+        info!(job_id = %job.id, "media moved to the restarted stream's channels");
     }
 
     /// Closes jobs nobody has used for the idle timeout, until shutdown.

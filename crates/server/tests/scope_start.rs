@@ -1,7 +1,8 @@
 //! Scope streams through the service against devnet's Scope runner, which behaves like the
 //! real one: pipelines are loaded before the stream starts, `gray` gives gray video, a
 //! refused pipeline fails the start with the runner's words, a stream that gives no output
-//! or a runner error that answers nothing ends with `phase: "error"` and the reason, and
+//! or a runner error that answers nothing ends with `phase: "error"` and the reason, a
+//! runner that restarts gets its stream started again with its clients still connected, and
 //! the runner's own API is reachable through the stream.
 
 mod common;
@@ -211,5 +212,105 @@ async fn a_runner_error_that_answers_nothing_ends_the_stream() {
             .contains("Unknown message type: bogus"),
         "{st}"
     );
+    h.finish().await;
+}
+
+/// Reads the stream's SSE events into `seen` until the stream ends; returns when it does.
+async fn read_events(
+    http: reqwest::Client,
+    url: String,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+) {
+    use futures::StreamExt as _;
+    let resp = http.get(url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.bytes_stream();
+    while let Some(Ok(chunk)) = body.next().await {
+        seen.lock()
+            .unwrap()
+            .push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runner_restart_starts_the_stream_again_and_keeps_its_clients() {
+    let h = Harness::start(ServerConfig::default()).await;
+    let (code, s) = start(
+        &h,
+        json!({"model_id": "scope", "params": {"pipeline_ids": ["gray"]}}),
+    )
+    .await;
+    assert_eq!(code, 200, "{s}");
+    let id = s["stream_id"].as_str().unwrap().to_owned();
+    let red = coloured(82, 90, 240);
+    publish_until(&h, &id, &red, |st| st["phase"] == "running").await;
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let sse = tokio::spawn({
+        let url = h.url(&format!("/stream/{id}/events"));
+        read_events(h.http.clone(), url, seen.clone())
+    });
+
+    let (code, a) = h
+        .post_json(
+            &format!("/stream/{id}/api"),
+            None,
+            json!({"method": "POST", "path": "/api/v1/restart"}),
+        )
+        .await;
+    assert_eq!(code, 200, "{a}");
+    assert_eq!(a["status"], 200, "{a}");
+    // Frames keep coming in; the stream starts again on new channels and output resumes.
+    let st = publish_until(&h, &id, &red, |st| {
+        seen.lock().unwrap().contains("stream_restarted") || st["phase"] == "error"
+    })
+    .await;
+    assert_ne!(st["phase"], "error", "{st}");
+    let resumed_from = st["frames_out"].as_u64().unwrap();
+    let st = publish_until(&h, &id, &red, |st| {
+        st["frames_out"].as_u64().unwrap_or(0) > resumed_from + 5 || st["phase"] == "error"
+    })
+    .await;
+    assert_eq!(st["phase"], "running", "{st}");
+    assert_eq!(st["scope"]["restarts"], 1, "{st}");
+    let events = seen.lock().unwrap().clone();
+    assert!(events.contains("runner_restarted"), "{events}");
+    assert!(
+        !sse.is_finished(),
+        "the events stream ended with the restart"
+    );
+    // The pipeline was loaded again, and the output is still gray.
+    let (_, a) = h
+        .post_json(
+            &format!("/stream/{id}/api"),
+            None,
+            json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
+        )
+        .await;
+    assert_eq!(a["data"]["status"], "loaded", "{a}");
+    let resp = h
+        .http
+        .get(h.url(&format!("/stream/{id}/frame")))
+        .send()
+        .await
+        .unwrap();
+    let f = lpgw_media::decode_jpeg(&resp.bytes().await.unwrap()).unwrap();
+    let mean = |p: &[u8]| p.iter().map(|&v| f64::from(v)).sum::<f64>() / p.len() as f64;
+    assert!(
+        (mean(&f.v) - 128.0).abs() < 4.0,
+        "not gray after the restart"
+    );
+
+    let (code, _) = h
+        .post_json(&format!("/stream/{id}/stop"), None, json!({}))
+        .await;
+    assert_eq!(code, 200);
+    tokio::time::timeout(STEP, sse)
+        .await
+        .expect("the events stream ends with the stream")
+        .unwrap();
+    common::eventually("the runner's session is stopped", || {
+        h.devnet().scope_sessions().is_empty()
+    })
+    .await;
     h.finish().await;
 }

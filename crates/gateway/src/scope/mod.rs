@@ -5,13 +5,16 @@
 //! keepalives, requests correlated by `request_id` — and exposes the channels by role
 //! once `stream_started` arrives; moving video through them is the caller's business.
 
+mod channels;
 mod plan;
+mod recover;
+mod rpc;
 mod start;
 
+pub use channels::{MediaChannels, ScopeChannel, ScopeUrls};
 pub use plan::{InputMode, PipelineSpec};
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use lpgw_trickle::json::{
@@ -19,11 +22,13 @@ use lpgw_trickle::json::{
 };
 use lpgw_trickle::wire::SeqRequest;
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, debug, debug_span, warn};
 use url::Url;
 
+use self::recover::{Link, Recovery, StreamState, lock};
+use self::rpc::{Waiters, ask, deliver, ping_task};
 use crate::error::{Error, RejectReason};
 use crate::gateway::Inner;
 use crate::runner::{Funding, FundingEnd, RunnerSession};
@@ -32,187 +37,6 @@ use crate::runner::{Funding, FundingEnd, RunnerSession};
 const EVENTS_QUEUE: usize = 64;
 /// How long closing may spend on `stop_stream` and the control channel.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The channels a Scope start returned. These URLs are bearer capabilities: do not log them.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ScopeUrls {
-    /// The job's ID.
-    pub manifest_id: String,
-    /// Control channel (client → runner).
-    pub control_url: String,
-    /// Events channel (runner → client).
-    pub events_url: String,
-    /// Media input, when the start already returned one (LV2V-style apps).
-    pub publish_url: Option<String>,
-    /// Media output, when the start already returned one.
-    pub subscribe_url: Option<String>,
-}
-
-impl std::fmt::Debug for ScopeUrls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopeUrls")
-            .field("manifest_id", &self.manifest_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScopeUrls {
-    /// Reads a Scope job answer: `manifest_id`, `control_url`, `events_url` required;
-    /// empty `publish_url`/`subscribe_url` mean "created later". Relative URLs resolve
-    /// against `base`.
-    pub(crate) fn from_json(v: &Value, base: &Url) -> Result<Self, String> {
-        let field = |k: &str| {
-            v.get(k)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        let url = |k: &str| -> Result<Option<String>, String> {
-            let Some(s) = field(k) else { return Ok(None) };
-            let u = base.join(&s).map_err(|e| format!("bad {k}: {e}"))?;
-            if !matches!(u.scheme(), "http" | "https") {
-                return Err(format!("bad {k}: not http(s)"));
-            }
-            Ok(Some(u.into()))
-        };
-        let need = |k: &str| url(k)?.ok_or_else(|| format!("scope answer missing {k}"));
-        Ok(Self {
-            manifest_id: field("manifest_id").ok_or("scope answer missing manifest_id")?,
-            control_url: need("control_url")?,
-            events_url: need("events_url")?,
-            publish_url: url("publish_url")?,
-            subscribe_url: url("subscribe_url")?,
-        })
-    }
-}
-
-/// One media channel announced by `stream_started`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ScopeChannel {
-    /// Trickle URL.
-    pub url: String,
-    /// `in` (the client publishes) or `out` (the client subscribes).
-    pub direction: String,
-    /// MIME type, e.g. `video/MP2T`.
-    pub mime_type: String,
-    /// Optional role, e.g. `output_audio`.
-    pub role: Option<String>,
-    /// Optional media kind of an output (`video`, `audio`).
-    pub output_media_kind: Option<String>,
-    /// Track index of an input.
-    pub input_track_index: Option<u64>,
-    /// Track index of an output.
-    pub output_track_index: Option<u64>,
-}
-
-impl std::fmt::Debug for ScopeChannel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ScopeChannel")
-            .field("direction", &self.direction)
-            .field("mime_type", &self.mime_type)
-            .field("role", &self.role)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ScopeChannel {
-    fn is_audio(&self) -> bool {
-        self.role.as_deref() == Some("output_audio")
-            || self.output_media_kind.as_deref() == Some("audio")
-    }
-}
-
-/// The media channels of a started stream, by role.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MediaChannels {
-    /// Where the client publishes video (input track 0); `None` in text mode, where the
-    /// stream takes no input.
-    pub input: Option<String>,
-    /// Where the client reads processed video (output track 0, not audio).
-    pub output: String,
-    /// Where the runner's audio comes out (`output_audio`), when it makes any.
-    pub output_audio: Option<String>,
-    /// Every announced channel, other output tracks included.
-    pub all: Vec<ScopeChannel>,
-}
-
-impl MediaChannels {
-    /// The video output tracks, by track index.
-    pub fn video_outputs(&self) -> Vec<&ScopeChannel> {
-        let mut v: Vec<&ScopeChannel> = self
-            .all
-            .iter()
-            .filter(|c| c.direction == "out" && !c.is_audio())
-            .collect();
-        v.sort_by_key(|c| c.output_track_index.unwrap_or(0));
-        v
-    }
-
-    /// From the `channels` of a `stream_started` event: the `in` track 0 (when there is
-    /// one), the video `out` track 0 (required) and the audio output.
-    pub(crate) fn from_event(channels: &Value, base: &Url) -> Result<Self, String> {
-        let list = channels
-            .as_array()
-            .ok_or("stream_started without channels")?;
-        let mut all = Vec::new();
-        for c in list.iter().take(64) {
-            let s = |k: &str| c.get(k).and_then(Value::as_str).map(str::to_owned);
-            let (Some(url), Some(direction)) = (s("url"), s("direction")) else {
-                continue;
-            };
-            let Ok(url) = base.join(&url) else { continue };
-            all.push(ScopeChannel {
-                url: url.into(),
-                direction,
-                mime_type: s("mime_type").unwrap_or_default(),
-                role: s("role"),
-                output_media_kind: s("output_media_kind"),
-                input_track_index: c.get("input_track_index").and_then(Value::as_u64),
-                output_track_index: c.get("output_track_index").and_then(Value::as_u64),
-            });
-        }
-        let input = all
-            .iter()
-            .find(|c| c.direction == "in" && c.input_track_index.unwrap_or(0) == 0)
-            .map(|c| c.url.clone());
-        let output = all
-            .iter()
-            .find(|c| {
-                c.direction == "out" && !c.is_audio() && c.output_track_index.unwrap_or(0) == 0
-            })
-            .ok_or("stream_started without a video output channel")?
-            .url
-            .clone();
-        let output_audio = all
-            .iter()
-            .find(|c| c.direction == "out" && c.is_audio())
-            .map(|c| c.url.clone());
-        Ok(Self {
-            input,
-            output,
-            output_audio,
-            all,
-        })
-    }
-}
-
-type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
-
-/// Hands an event to the request waiting for it, matched by `request_id` only: an event
-/// without one (an uncorrelated `error`) never completes a request.
-fn deliver(waiters: &Waiters, ev: &Value) {
-    let Some(rid) = ev.get("request_id").and_then(Value::as_str) else {
-        return;
-    };
-    let tx = waiters
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(rid);
-    if let Some(tx) = tx {
-        let _ = tx.send(ev.clone());
-    }
-}
 
 /// How the runner is doing, from its `pong`s and announcements.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -244,8 +68,11 @@ pub struct ScopeJob {
     tap_rx: Option<mpsc::Receiver<Value>>,
     waiters: Waiters,
     token: CancellationToken,
-    media: Option<MediaChannels>,
-    mode: Option<InputMode>,
+    /// The running stream: its channels, mode and parameters, kept current across
+    /// runner restarts by the recovery task.
+    state: Arc<StreamState>,
+    /// Restarts seen by the events reader, for the recovery task once the stream runs.
+    restarts: Option<mpsc::Receiver<mpsc::Receiver<Value>>>,
     session: Option<RunnerSession>,
     funding: Option<Funding>,
     health: Arc<Mutex<ScopeHealth>>,
@@ -303,6 +130,7 @@ impl ScopeJob {
         let tap = Arc::new(Mutex::new(Some(tap_tx)));
         let health = Arc::new(Mutex::new(ScopeHealth::default()));
         let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (restart_tx, restarts) = mpsc::channel(4);
         let span = debug_span!("scope_job", manifest = %urls.manifest_id);
         let (t, w, app, tp, h, st) = (
             token.clone(),
@@ -338,16 +166,18 @@ impl ScopeJob {
                     }
                     let mut v = v;
                     let started = st.load(std::sync::atomic::Ordering::SeqCst);
+                    let recovering = started && lock(&tp).is_some();
                     let mut restarted = false;
-                    if v["type"] == "runner_ready" && started {
+                    if v["type"] == "runner_ready" && started && !recovering {
                         // The runner's process started again: its pipelines and the stream
-                        // are gone.
+                        // are gone. The recovery task starts the stream again (a restart
+                        // during a recovery is the recovery's own business).
                         warn!("scope runner restarted under a running stream");
-                        h.lock().unwrap_or_else(|p| p.into_inner()).restarts += 1;
+                        lock(&h).restarts += 1;
                         restarted = true;
                     }
                     if v["type"] == "error"
-                        && !started
+                        && (!started || recovering)
                         && v.get("request_id").is_none_or(Value::is_null)
                     {
                         // Seen by the start sequence, which names it if the start fails;
@@ -355,8 +185,15 @@ impl ScopeJob {
                         v["during_start"] = true.into();
                     }
                     deliver(&w, &v);
-                    if let Some(tap) = tp.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+                    if let Some(tap) = lock(&tp).as_ref() {
                         let _ = tap.try_send(v.clone());
+                    }
+                    if restarted {
+                        // Every event from here on goes to the recovery's start sequence.
+                        let (tx, rx) = mpsc::channel(TAP_QUEUE);
+                        if restart_tx.try_send(rx).is_ok() {
+                            *lock(&tp) = Some(tx);
+                        }
                     }
                     if v["type"] == "pong" {
                         // Answers to our own keepalives are not the application's business.
@@ -421,8 +258,8 @@ impl ScopeJob {
             tap_rx: Some(tap_rx),
             waiters,
             token,
-            media: None,
-            mode: None,
+            state: Arc::default(),
+            restarts: Some(restarts),
             session,
             funding,
             health,
@@ -447,9 +284,21 @@ impl ScopeJob {
         &self.runner_url
     }
 
-    /// The media channels, once the stream started.
-    pub fn media(&self) -> Option<&MediaChannels> {
-        self.media.as_ref()
+    /// The media channels, once the stream started; after a runner restart, the ones the
+    /// stream started again with.
+    pub fn media(&self) -> Option<MediaChannels> {
+        lock(&self.state.media).clone()
+    }
+
+    /// Whether the runner restarted and the stream is being started again: its media
+    /// channels are gone until a `stream_restarted` event.
+    pub fn is_restarting(&self) -> bool {
+        self.started.load(std::sync::atomic::Ordering::SeqCst) && lock(&self.tap).is_some()
+    }
+
+    /// Why the stream ended after a runner restart it could not recover from.
+    pub fn restart_failure(&self) -> Option<String> {
+        lock(&self.state.fault).clone()
     }
 
     /// The live-runner session behind the job (persistent runners only).
@@ -476,7 +325,7 @@ impl ScopeJob {
     /// The HTTP client for the stream's media channels, under the gateway's TLS policy and
     /// pins (the same pin store as every other request to the orchestrator).
     pub fn channel_client(&self) -> Option<lpgw_trickle::client::HttpClient> {
-        let url = crate::discovery::parse_http_url(&self.media.as_ref()?.output).ok()?;
+        let url = crate::discovery::parse_http_url(&self.media()?.output).ok()?;
         self.inner.clients.trickle_for(&url).ok()
     }
 
@@ -502,9 +351,11 @@ impl ScopeJob {
         self.events.take()
     }
 
-    /// Sends one control message.
+    /// Sends one control message. Parameter updates are remembered, to be replayed when the
+    /// stream starts again after a runner restart.
     pub async fn send_control(&self, msg: &Value) -> Result<(), Error> {
         let c = self.control.as_ref().ok_or(Error::JobClosed)?;
+        self.state.note_control(msg);
         c.send(msg).await.map_err(|e| Error::Runner {
             reason: format!("control channel: {e}"),
         })
@@ -534,7 +385,7 @@ impl ScopeJob {
                 output_audio: None,
                 all: Vec::new(),
             };
-            self.media = Some(m.clone());
+            *lock(&self.state.media) = Some(m.clone());
             return Ok(m);
         }
         let sc = &self.inner.settings.live.scope;
@@ -554,57 +405,53 @@ impl ScopeJob {
             .tap_rx
             .take()
             .ok_or_else(|| fail("the stream was already started".into()))?;
-        let mut m =
-            start::StartMachine::new(plan, timeouts, &self.urls.manifest_id, Instant::now());
-        let outcome = loop {
-            while let Some(step) = m.poll_step() {
-                match step {
-                    start::Step::Send(v) => self.send_control(&v).await?,
-                    start::Step::Progress(v) => {
-                        let _ = self.app_events.try_send(v);
-                    }
-                }
-            }
-            if let Some(o) = m.outcome() {
-                break o;
-            }
-            let Some(due) = m.poll_timeout() else {
-                break start::Outcome::Failed("start sequence stalled".into());
-            };
-            tokio::select! {
-                ev = tap.recv() => match ev {
-                    Some(v) => m.handle_event(Instant::now(), &v),
-                    None => break start::Outcome::Failed("events reader stopped".into()),
-                },
-                () = tokio::time::sleep_until(due.into()) => m.handle_timeout(Instant::now()),
-                () = self.token.cancelled() => {
-                    break start::Outcome::Failed("job ended before the stream started".into());
-                }
-            }
-        };
+        let link = self.link();
+        let mut m = start::StartMachine::new(
+            plan.clone(),
+            timeouts,
+            &self.urls.manifest_id,
+            Instant::now(),
+        );
+        let outcome = recover::drive(&mut m, &mut tap, &link, &self.token).await;
         // The start is over: events no longer need a second reader.
-        *self.tap.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *lock(&self.tap) = None;
         if !m.saw_ready() {
             debug!(manifest = %self.urls.manifest_id, "runner never sent runner_ready");
         }
-        let (channels, mode) = match outcome {
-            start::Outcome::Started(c, mode) => (c, mode),
-            start::Outcome::Failed(why) => return Err(fail(why)),
-            start::Outcome::Refused(reason) => return Err(Error::ScopeRefused { reason }),
-        };
         let base = Url::parse(&self.urls.events_url).map_err(|e| fail(e.to_string()))?;
-        let media = MediaChannels::from_event(&channels, &base).map_err(fail)?;
-        if mode == InputMode::Video && media.input.is_none() {
-            return Err(fail(
-                "stream_started without an input channel in video mode".into(),
-            ));
-        }
+        let (media, mode) = recover::started_media(outcome, &base)?;
         debug!(manifest = %self.urls.manifest_id, mode = mode.as_str(), "scope stream started");
+        *lock(&self.state.mode) = Some(mode);
+        *lock(&self.state.media) = Some(media.clone());
         self.started
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.mode = Some(mode);
-        self.media = Some(media.clone());
+        if let Some(restarts) = self.restarts.take() {
+            let mut plan = plan;
+            plan.mode = Some(mode);
+            let recovery = Recovery {
+                link,
+                plan,
+                timeouts,
+                manifest: self.urls.manifest_id.clone(),
+                base,
+                state: self.state.clone(),
+                tap: self.tap.clone(),
+                restarts,
+                max_restarts: sc.max_restarts,
+                token: self.token.clone(),
+            };
+            let span = debug_span!("scope_recovery", manifest = %self.urls.manifest_id);
+            tokio::spawn(recovery.run().instrument(span));
+        }
         Ok(media)
+    }
+
+    /// How a start sequence reaches the runner and the application.
+    fn link(&self) -> Link {
+        Link {
+            control: self.control.as_ref().map_or_else(Weak::new, Arc::downgrade),
+            app: self.app_events.clone(),
+        }
     }
 
     /// Sends `stop_stream` and waits (at most 2 s) for its `stream_stopped`, so the runner
@@ -612,7 +459,7 @@ impl ScopeJob {
     /// closes the channels and the session. Does nothing before the stream started or a
     /// second time.
     pub async fn stop_stream(&mut self) {
-        if self.media.is_none() || self.stream_stopped {
+        if lock(&self.state.media).is_none() || self.stream_stopped {
             return;
         }
         self.stream_stopped = true;
@@ -633,7 +480,7 @@ impl ScopeJob {
 
     /// The input mode the stream runs in, once started.
     pub fn input_mode(&self) -> Option<InputMode> {
-        self.mode
+        *lock(&self.state.mode)
     }
 
     /// How the runner is doing: pongs and restarts.
@@ -689,7 +536,7 @@ impl ScopeJob {
     pub async fn close(mut self) {
         if let Some(c) = self.control.take() {
             let work = async {
-                if self.media.is_some() && !self.stream_stopped {
+                if lock(&self.state.media).is_some() && !self.stream_stopped {
                     let _ = c
                         .send(&json!({"type": "stop_stream", "request_id":
                             format!("{}-stop", self.urls.manifest_id)}))
@@ -725,165 +572,9 @@ impl ScopeJob {
     }
 }
 
-/// Registers a waiter for `rid`, runs `send`, and waits (bounded by `wait`) for the answer.
-async fn ask(
-    waiters: &Waiters,
-    rid: &str,
-    wait: Duration,
-    token: &CancellationToken,
-    send: impl std::future::Future<Output = Result<(), Error>>,
-) -> Result<Value, String> {
-    let (tx, rx) = oneshot::channel();
-    waiters
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .insert(rid.to_owned(), tx);
-    let result = async {
-        send.await.map_err(|e| e.to_string())?;
-        tokio::select! {
-            a = tokio::time::timeout(wait, rx) => match a {
-                Ok(Ok(v)) => Ok(v),
-                Ok(Err(_)) => Err("events reader stopped".to_owned()),
-                Err(_) => Err(format!("no answer within {} ms", wait.as_millis())),
-            },
-            () = token.cancelled() => Err("job ended".to_owned()),
-        }
-    }
-    .await;
-    waiters
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .remove(rid);
-    result
-}
-
-/// Sends a `ping` (with `request_id` and `timestamp`) every `ping_interval` and records the
-/// `pong` round trip; pings in a row without a `pong` count as missed, and past
-/// `max_missed_pongs` the runner is logged as unresponsive.
-async fn ping_task(
-    control: std::sync::Weak<JsonWriter>,
-    waiters: Waiters,
-    health: Arc<Mutex<ScopeHealth>>,
-    settings: crate::config::ScopeSettings,
-    manifest: String,
-    token: CancellationToken,
-) {
-    let period = settings.ping_interval.max(Duration::from_millis(10));
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    for n in 0u64.. {
-        tokio::select! {
-            () = token.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let rid = format!("{manifest}-ping-{n}");
-        let ts = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
-        let sent = Instant::now();
-        let msg = json!({"type": "ping", "request_id": rid, "timestamp": ts});
-        let send = async {
-            let c = control.upgrade().ok_or(Error::JobClosed)?;
-            c.send(&msg).await.map_err(|e| Error::Runner {
-                reason: format!("control channel: {e}"),
-            })
-        };
-        let answer = ask(&waiters, &rid, period, &token, send).await;
-        if token.is_cancelled() {
-            return;
-        }
-        let mut h = health.lock().unwrap_or_else(|p| p.into_inner());
-        match answer {
-            Ok(_) => {
-                h.last_pong = Some(sent.elapsed());
-                h.missed_pongs = 0;
-            }
-            Err(e) => {
-                h.missed_pongs += 1;
-                if h.missed_pongs == settings.max_missed_pongs {
-                    warn!(missed = h.missed_pongs, error = %e, "scope runner does not answer pings");
-                }
-            }
-        }
-    }
-}
-
 impl Drop for ScopeJob {
     fn drop(&mut self) {
         // The session's own drop stops it at the orchestrator.
         self.token.cancel();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn base() -> Url {
-        Url::parse("https://o:8935/apps/r/session/s/app").unwrap()
-    }
-
-    #[test]
-    fn job_json_needs_control_and_events() {
-        let v = json!({"manifest_id":"m1","control_url":"/ai/trickle/m1-control",
-            "events_url":"https://o:8935/ai/trickle/m1-events","publish_url":"","subscribe_url":""});
-        let u = ScopeUrls::from_json(&v, &base()).unwrap();
-        assert_eq!(u.control_url, "https://o:8935/ai/trickle/m1-control");
-        assert_eq!(u.publish_url, None);
-        assert!(ScopeUrls::from_json(&json!({"manifest_id":"m"}), &base()).is_err());
-        assert!(
-            ScopeUrls::from_json(&json!({"control_url":"/c","events_url":"/e"}), &base()).is_err()
-        );
-    }
-
-    #[test]
-    fn stream_started_gives_in_and_video_out() {
-        let ch = json!([
-            {"url":"/ai/trickle/m-0-out-audio","direction":"out","mime_type":"audio/MP2T","role":"output_audio"},
-            {"url":"/ai/trickle/m-0-out","direction":"out","mime_type":"video/MP2T"},
-            {"url":"/ai/trickle/m-0-in","direction":"in","mime_type":"video/MP2T"},
-            {"direction":"in"}
-        ]);
-        let m = MediaChannels::from_event(&ch, &base()).unwrap();
-        assert_eq!(m.input.as_deref(), Some("https://o:8935/ai/trickle/m-0-in"));
-        assert_eq!(
-            m.output_audio.as_deref(),
-            Some("https://o:8935/ai/trickle/m-0-out-audio")
-        );
-        assert_eq!(m.output, "https://o:8935/ai/trickle/m-0-out");
-        assert_eq!(m.all.len(), 3);
-        assert!(MediaChannels::from_event(&json!([]), &base()).is_err());
-        // Text mode: an output and no input.
-        let text = MediaChannels::from_event(
-            &json!([{"url":"/o","direction":"out","role":"output","output_track_index":0}]),
-            &base(),
-        )
-        .unwrap();
-        assert_eq!(text.input, None);
-        assert!(MediaChannels::from_event(&json!("x"), &base()).is_err());
-    }
-
-    #[test]
-    fn answers_reach_only_the_request_they_name() {
-        let waiters: Waiters = Arc::default();
-        let (tx_a, mut rx_a) = oneshot::channel();
-        waiters.lock().unwrap().insert("a".into(), tx_a);
-        for other in [
-            json!({"type":"stream_started","request_id":"zzz"}),
-            json!({"type":"error","request_id":null,"error":"Unknown message type: None"}),
-            json!({"type":"error","error":"no"}),
-            json!({"type":"stream_started","channels":[]}),
-            json!({"type":"api_response","request_id":7}),
-        ] {
-            deliver(&waiters, &other);
-        }
-        assert!(
-            rx_a.try_recv().is_err(),
-            "an event for nobody completed a request"
-        );
-        let answer = json!({"type":"api_response","request_id":"a","status":200});
-        deliver(&waiters, &answer);
-        assert_eq!(rx_a.try_recv().unwrap(), answer);
-        assert!(waiters.lock().unwrap().is_empty());
     }
 }

@@ -85,6 +85,8 @@ enum State {
 /// Polls answered `not_loaded` before any `loading` after which the load counts as failed
 /// (the real runner reports a failed load as `error` once, then `not_loaded`).
 const MAX_NOT_LOADED: u32 = 8;
+/// Runner restarts one start survives before it gives up.
+const MAX_RESTARTS_IN_START: u32 = 2;
 /// Runner error lines kept for the failure message.
 const MAX_ERRORS: usize = 4;
 
@@ -104,6 +106,8 @@ pub(crate) struct StartMachine {
     stage: Option<String>,
     mode: Option<InputMode>,
     saw_ready: bool,
+    /// `runner_ready`s after the first: restarts of the runner during the start.
+    restarts: u32,
     /// Error lines from `logs` and uncorrelated `error` events, newest last.
     errors: VecDeque<String>,
 }
@@ -152,8 +156,18 @@ impl StartMachine {
             stage: None,
             mode,
             saw_ready: false,
+            restarts: 0,
             errors: VecDeque::new(),
         }
+    }
+
+    /// A start on a runner known to be ready (it just said `runner_ready` after a
+    /// restart): straight to the status check.
+    pub(crate) fn after_ready(plan: StartPlan, t: Timeouts, prefix: &str, now: Instant) -> Self {
+        let mut m = Self::new(plan, t, prefix, now);
+        m.saw_ready = true;
+        m.check_status(now);
+        m
     }
 
     /// Whether `runner_ready` was seen.
@@ -316,10 +330,27 @@ impl StartMachine {
                 return;
             }
             "runner_ready" => {
-                self.saw_ready = true;
-                if matches!(self.state, State::WaitReady { .. }) {
+                let waiting = matches!(self.state, State::WaitReady { .. });
+                if !waiting && self.saw_ready {
+                    // The runner restarted under the start: whatever it loaded is gone.
+                    // Start over from the status check; pending answers are stale.
+                    self.restarts += 1;
+                    if self.restarts > MAX_RESTARTS_IN_START {
+                        self.fail(format!(
+                            "the runner restarted {} times during the start",
+                            self.restarts
+                        ));
+                        return;
+                    }
+                    self.load_deadline = None;
+                    self.seen_loading = false;
+                    self.not_loaded = 0;
+                    self.stage = None;
+                    self.check_status(now);
+                } else if waiting {
                     self.check_status(now);
                 }
+                self.saw_ready = true;
                 return;
             }
             _ => {}

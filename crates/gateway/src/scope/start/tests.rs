@@ -384,3 +384,59 @@ fn events_after_the_end_change_nothing() {
     assert!(drain(&mut m).0.is_empty());
     assert_eq!(m.outcome(), None);
 }
+
+#[test]
+fn a_start_after_a_restart_begins_with_the_status_check() {
+    let t0 = Instant::now();
+    let plan = StartPlan::from_params(
+        Some(&json!({"pipeline_ids": ["gray"], "input_mode": "video"})),
+        &[],
+    )
+    .unwrap();
+    let mut m = StartMachine::after_ready(plan, timeouts(), "m1-r1", t0);
+    assert!(m.saw_ready());
+    let (sent, _) = drain(&mut m);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["path"], "/api/v1/pipeline/status");
+    assert!(rid(&sent[0]).starts_with("m1-r1-"), "{}", sent[0]);
+    // The restarted runner has nothing loaded: load, then start.
+    m.handle_event(t0, &api(&rid(&sent[0]), 200, status("not_loaded", None)));
+    let (sent, _) = drain(&mut m);
+    assert_eq!(sent[0]["path"], "/api/v1/pipeline/load");
+    m.handle_event(t0, &api(&rid(&sent[0]), 200, json!({"message": "ok"})));
+    m.handle_timeout(t0 + 100 * MS);
+    let (sent, _) = drain(&mut m);
+    m.handle_event(t0, &api(&rid(&sent[0]), 200, status("loaded", None)));
+    let (sent, _) = drain(&mut m);
+    assert_eq!(sent[0]["type"], "start_stream");
+}
+
+#[test]
+fn a_runner_that_restarts_during_the_start_is_asked_again_then_given_up_on() {
+    let t0 = Instant::now();
+    let mut m = machine(json!({"pipeline_ids": ["gray"], "input_mode": "video"}), t0);
+    m.handle_event(t0, &json!({"type": "runner_ready"}));
+    let (first, _) = drain(&mut m);
+    m.handle_event(t0, &api(&rid(&first[0]), 200, status("not_loaded", None)));
+    let (load, _) = drain(&mut m);
+    assert_eq!(load[0]["path"], "/api/v1/pipeline/load");
+    // The runner restarts while loading: the sequence starts over with a new request id,
+    // and the answer to the old load no longer counts.
+    m.handle_event(t0, &json!({"type": "runner_ready"}));
+    let (again, _) = drain(&mut m);
+    assert_eq!(again[0]["path"], "/api/v1/pipeline/status");
+    assert_ne!(rid(&again[0]), rid(&first[0]));
+    m.handle_event(t0, &api(&rid(&load[0]), 200, json!({"message": "ok"})));
+    assert!(drain(&mut m).0.is_empty(), "a stale answer moved the start");
+    m.handle_event(t0, &api(&rid(&again[0]), 200, status("loaded", None)));
+    let (start, _) = drain(&mut m);
+    assert_eq!(start[0]["type"], "start_stream");
+    // Two more restarts are one too many.
+    m.handle_event(t0, &json!({"type": "runner_ready"}));
+    assert_eq!(m.outcome(), None);
+    m.handle_event(t0, &json!({"type": "runner_ready"}));
+    match m.outcome() {
+        Some(Outcome::Failed(why)) => assert!(why.contains("restarted 3 times"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+}
