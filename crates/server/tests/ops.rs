@@ -127,8 +127,11 @@ async fn output_continues_across_websocket_reconnects() {
         let mut got = 0;
         tokio::time::timeout(STEP, async {
             while got < 5 {
-                if let Some(Ok(Message::Binary(_))) = rx.next().await {
-                    got += 1;
+                match rx.next().await {
+                    Some(Ok(Message::Binary(_))) => got += 1,
+                    Some(Ok(Message::Close(c))) => panic!("round {round}: closed: {c:?}"),
+                    Some(_) => {}
+                    None => panic!("round {round}: the connection ended"),
                 }
             }
         })
@@ -136,6 +139,11 @@ async fn output_continues_across_websocket_reconnects() {
         .unwrap_or_else(|_| panic!("round {round}: output froze after reconnecting"));
         let mut tx = sender.await.unwrap();
         let _ = tx.close().await;
+        // The close handshake ends once the service has let go of the input, so the next
+        // connection may take it.
+        tokio::time::timeout(STEP, async { while rx.next().await.is_some() {} })
+            .await
+            .expect("the close handshake finishes");
     }
     let (_, st) = h.get(&format!("/stream/{id}/status"), None).await;
     assert_eq!(st["phase"], "running");

@@ -23,19 +23,26 @@ async fn start(h: &Harness, body: Value) -> (u16, Value) {
     h.post_json("/stream/start", None, body).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_gray_pipeline_gives_gray_frames_and_stop_frees_the_runner() {
-    let h = Harness::start(ServerConfig::default()).await;
+/// Starts a `gray` stream and publishes a red frame until output arrives; its id.
+async fn running_gray(h: &Harness) -> String {
     let (code, s) = start(
-        &h,
+        h,
         json!({"model_id": "scope", "params": {"pipeline_ids": ["gray"]}}),
     )
     .await;
     assert_eq!(code, 200, "{s}");
     let id = s["stream_id"].as_str().unwrap().to_owned();
-    let red = coloured(82, 90, 240);
-    let st = publish_until(&h, &id, &red, |st| st["phase"] == "running").await;
+    let st = publish_until(h, &id, &red(), |st| st["phase"] == "running").await;
     assert_eq!(st["scope"]["input_mode"], "video", "{st}");
+    id
+}
+
+fn red() -> bytes::Bytes {
+    coloured(82, 90, 240)
+}
+
+/// The stream's newest output frame, decoded.
+async fn newest_frame(h: &Harness, id: &str) -> lpgw_media::Yuv420Frame {
     let resp = h
         .http
         .get(h.url(&format!("/stream/{id}/frame")))
@@ -43,7 +50,14 @@ async fn the_gray_pipeline_gives_gray_frames_and_stop_frees_the_runner() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 200);
-    let f = lpgw_media::decode_jpeg(&resp.bytes().await.unwrap()).unwrap();
+    lpgw_media::decode_jpeg(&resp.bytes().await.unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gray_pipeline_gives_gray_frames_and_stop_frees_the_runner() {
+    let h = Harness::start(ServerConfig::default()).await;
+    let id = running_gray(&h).await;
+    let f = newest_frame(&h, &id).await;
     let mean = |p: &[u8]| p.iter().map(|&v| f64::from(v)).sum::<f64>() / p.len() as f64;
     assert!(
         (mean(&f.u) - 128.0).abs() < 4.0 && (mean(&f.v) - 128.0).abs() < 4.0,
@@ -235,15 +249,8 @@ async fn read_events(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_restart_starts_the_stream_again_and_keeps_its_clients() {
     let h = Harness::start(ServerConfig::default()).await;
-    let (code, s) = start(
-        &h,
-        json!({"model_id": "scope", "params": {"pipeline_ids": ["gray"]}}),
-    )
-    .await;
-    assert_eq!(code, 200, "{s}");
-    let id = s["stream_id"].as_str().unwrap().to_owned();
-    let red = coloured(82, 90, 240);
-    publish_until(&h, &id, &red, |st| st["phase"] == "running").await;
+    let id = running_gray(&h).await;
+    let red = red();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
     let sse = tokio::spawn({
         let url = h.url(&format!("/stream/{id}/events"));
@@ -287,13 +294,7 @@ async fn a_runner_restart_starts_the_stream_again_and_keeps_its_clients() {
         )
         .await;
     assert_eq!(a["data"]["status"], "loaded", "{a}");
-    let resp = h
-        .http
-        .get(h.url(&format!("/stream/{id}/frame")))
-        .send()
-        .await
-        .unwrap();
-    let f = lpgw_media::decode_jpeg(&resp.bytes().await.unwrap()).unwrap();
+    let f = newest_frame(&h, &id).await;
     let mean = |p: &[u8]| p.iter().map(|&v| f64::from(v)).sum::<f64>() / p.len() as f64;
     assert!(
         (mean(&f.v) - 128.0).abs() < 4.0,
