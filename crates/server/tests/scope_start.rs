@@ -41,6 +41,11 @@ fn red() -> bytes::Bytes {
     coloured(82, 90, 240)
 }
 
+/// `POST /stream/{id}/api`: a request to the runner's own API through the stream.
+async fn runner_api(h: &Harness, id: &str, body: Value) -> (u16, Value) {
+    h.post_json(&format!("/stream/{id}/api"), None, body).await
+}
+
 /// The stream's newest output frame, decoded.
 async fn newest_frame(h: &Harness, id: &str) -> lpgw_media::Yuv420Frame {
     let resp = h
@@ -66,24 +71,17 @@ async fn the_gray_pipeline_gives_gray_frames_and_stop_frees_the_runner() {
     assert!((mean(&f.y) - 82.0).abs() < 12.0, "luma {}", mean(&f.y));
 
     // The runner's own API answers through the stream.
-    let (code, a) = h
-        .post_json(
-            &format!("/stream/{id}/api"),
-            None,
-            json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
-        )
-        .await;
+    let (code, a) = runner_api(
+        &h,
+        &id,
+        json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
+    )
+    .await;
     assert_eq!(code, 200, "{a}");
     assert_eq!(a["type"], "api_response");
     assert_eq!(a["data"]["status"], "loaded", "{a}");
     assert_eq!(a["data"]["pipeline_id"], "gray");
-    let (code, _) = h
-        .post_json(
-            &format!("/stream/{id}/api"),
-            None,
-            json!({"path": "/etc/passwd"}),
-        )
-        .await;
+    let (code, _) = runner_api(&h, &id, json!({"path": "/etc/passwd"})).await;
     assert_eq!(code, 400);
 
     let (code, _) = h
@@ -109,13 +107,12 @@ async fn family_a_starts_scope_with_the_default_pipeline() {
     let (_, st) = h.get(&format!("/job/{id}"), None).await;
     // streamdiffusionv2 (the default) takes video by default.
     assert_eq!(st["scope"]["input_mode"], "video", "{st}");
-    let (code, a) = h
-        .post_json(
-            &format!("/stream/{id}/api"),
-            None,
-            json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
-        )
-        .await;
+    let (code, a) = runner_api(
+        &h,
+        id,
+        json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
+    )
+    .await;
     assert_eq!(code, 200, "{a}");
     assert_eq!(a["data"]["pipeline_id"], "streamdiffusionv2", "{a}");
     h.finish().await;
@@ -257,13 +254,12 @@ async fn a_runner_restart_starts_the_stream_again_and_keeps_its_clients() {
         read_events(h.http.clone(), url, seen.clone())
     });
 
-    let (code, a) = h
-        .post_json(
-            &format!("/stream/{id}/api"),
-            None,
-            json!({"method": "POST", "path": "/api/v1/restart"}),
-        )
-        .await;
+    let (code, a) = runner_api(
+        &h,
+        &id,
+        json!({"method": "POST", "path": "/api/v1/restart"}),
+    )
+    .await;
     assert_eq!(code, 200, "{a}");
     assert_eq!(a["status"], 200, "{a}");
     // Frames keep coming in; the stream starts again on new channels and output resumes.
@@ -286,13 +282,12 @@ async fn a_runner_restart_starts_the_stream_again_and_keeps_its_clients() {
         "the events stream ended with the restart"
     );
     // The pipeline was loaded again, and the output is still gray.
-    let (_, a) = h
-        .post_json(
-            &format!("/stream/{id}/api"),
-            None,
-            json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
-        )
-        .await;
+    let (_, a) = runner_api(
+        &h,
+        &id,
+        json!({"method": "GET", "path": "/api/v1/pipeline/status"}),
+    )
+    .await;
     assert_eq!(a["data"]["status"], "loaded", "{a}");
     let f = newest_frame(&h, &id).await;
     let mean = |p: &[u8]| p.iter().map(|&v| f64::from(v)).sum::<f64>() / p.len() as f64;

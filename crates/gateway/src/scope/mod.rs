@@ -356,9 +356,7 @@ impl ScopeJob {
     pub async fn send_control(&self, msg: &Value) -> Result<(), Error> {
         let c = self.control.as_ref().ok_or(Error::JobClosed)?;
         self.state.note_control(msg);
-        c.send(msg).await.map_err(|e| Error::Runner {
-            reason: format!("control channel: {e}"),
-        })
+        rpc::write(c, msg).await
     }
 
     /// A live parameter update: `{"type":"parameters","params":{...}}`.

@@ -70,9 +70,7 @@ pub(super) struct Link {
 impl Link {
     pub(super) async fn send(&self, msg: &Value) -> Result<(), Error> {
         let c = self.control.upgrade().ok_or(Error::JobClosed)?;
-        c.send(msg).await.map_err(|e| Error::Runner {
-            reason: format!("control channel: {e}"),
-        })
+        super::rpc::write(&c, msg).await
     }
 }
 

@@ -14,6 +14,13 @@ use tracing::warn;
 use super::ScopeHealth;
 use crate::error::Error;
 
+/// Writes one message on the control channel.
+pub(super) async fn write(control: &JsonWriter, msg: &Value) -> Result<(), Error> {
+    control.send(msg).await.map_err(|e| Error::Runner {
+        reason: format!("control channel: {e}"),
+    })
+}
+
 /// Requests waiting for their answer, by `request_id`.
 pub(super) type Waiters = Arc<Mutex<HashMap<String, oneshot::Sender<Value>>>>;
 
@@ -91,9 +98,7 @@ pub(super) async fn ping_task(
         let msg = json!({"type": "ping", "request_id": rid, "timestamp": ts});
         let send = async {
             let c = control.upgrade().ok_or(Error::JobClosed)?;
-            c.send(&msg).await.map_err(|e| Error::Runner {
-                reason: format!("control channel: {e}"),
-            })
+            write(&c, &msg).await
         };
         let answer = ask(&waiters, &rid, period, &token, send).await;
         if token.is_cancelled() {
