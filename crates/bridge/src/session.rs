@@ -74,6 +74,12 @@ pub struct SessionOptions {
     /// Open the first input POST as soon as the session starts, so the first segment does
     /// not wait for a connection.
     pub preconnect: bool,
+    /// Keep the decoder open when an output channel ends by itself; close it only when the
+    /// session stops (its token fires). For users that [`MediaSession::rewire`]: a runner
+    /// that restarts may close its old channels well before it makes new ones, and the
+    /// decoder must still be there for them. Default `false`: the end of the output closes
+    /// the decoder, so its frames end too.
+    pub rewirable: bool,
 }
 
 /// A running media session. Both tasks stop when the token given to
@@ -129,6 +135,13 @@ impl MediaSession {
         };
         session.tasks = Some(session.spawn_generation(channels)?);
         tokio::spawn(forward(segments, targets).instrument(tracing::Span::current()));
+        if session.opts.rewirable && session.opts.feed.close_at_end {
+            let (root, decoder) = (session.cancel.clone(), session.decoder.clone());
+            tokio::spawn(async move {
+                root.cancelled().await;
+                decoder.close();
+            });
+        }
         Ok(session)
     }
 
@@ -214,11 +227,13 @@ impl MediaSession {
             let root = self.cancel.clone();
             let decoder = self.decoder.clone();
             // The decoder outlives a generation: it is closed when the session stops or
-            // the output channel ends, not when a rewire stops this generation.
+            // (unless the session is rewirable) the output channel ends, never when a
+            // rewire stops this generation.
             let close_at_end = std::mem::replace(&mut fo.close_at_end, false);
+            let ends_decoder = close_at_end && !self.opts.rewirable;
             async move {
                 let r = feed_output(&mut sub, &decoder, fo, st, c.clone()).await;
-                if close_at_end && (root.is_cancelled() || !c.is_cancelled()) {
+                if (root.is_cancelled() && close_at_end) || (ends_decoder && !c.is_cancelled()) {
                     decoder.close();
                 }
                 r

@@ -591,3 +591,87 @@ async fn a_session_moves_to_new_channels_keeping_its_encoder_and_decoder() {
         assert_eq!(read_test_pattern_index(yuv), Some(i as u32), "frame {i}");
     }
 }
+
+/// Publishes half of a stream over channel `a`, removes `a` (as a restarting runner that
+/// closes its channels does), moves the session to `b` and publishes the rest: returns how
+/// many frames the one decoder delivered in all.
+async fn frames_across_a_closed_old_output(rewirable: bool) -> usize {
+    use lpgw_bridge::{ChannelAccess, MediaSession, SessionChannels, SessionOptions};
+    let (server, base) = serve().await;
+    server.create_channel("a", "video/MP2T");
+    server.create_channel("b", "video/MP2T");
+    let echo = |name: &str| SessionChannels {
+        input: Some(format!("{base}/{name}")),
+        output: format!("{base}/{name}"),
+        access: ChannelAccess::Verified,
+    };
+    let evs = encode_events(48).await;
+    let starts: Vec<usize> = evs
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| matches!(e, SegmentEvent::Start { .. }))
+        .map(|(i, _)| i)
+        .collect();
+    let half = starts[starts.len() / 2];
+    let (input, output, mut rx) = Output::spawn(out_cfg()).unwrap();
+    let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let collector = tokio::spawn({
+        let got = got.clone();
+        async move {
+            while let Some(f) = rx.recv().await {
+                f.expect("frame");
+                got.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    });
+    let (tx, segments) = mpsc::channel(256);
+    let opts = SessionOptions {
+        publish: PublishOptions {
+            close_at_end: false,
+            ..PublishOptions::default()
+        },
+        output_start: Some(SeqRequest::At(0)),
+        rewirable,
+        ..SessionOptions::default()
+    };
+    let cancel = CancellationToken::new();
+    let mut session =
+        MediaSession::start(&echo("a"), segments, input, opts, cancel.clone()).unwrap();
+    let (_, feed_a) = session.take_tasks().unwrap();
+    for e in &evs[..half] {
+        tx.send(e.clone()).await.unwrap();
+    }
+    bounded(async {
+        while session.output_stats.get().segments_ok as usize != starts.len() / 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    server.delete_channel("a");
+    // The old output ends by itself, before any move.
+    bounded(feed_a).await.unwrap().expect("old feed ok");
+    session.rewire(&echo("b")).unwrap();
+    let (pub_b, _feed_b) = session.take_tasks().unwrap();
+    for e in &evs[half..] {
+        tx.send(e.clone()).await.unwrap();
+    }
+    drop(tx);
+    bounded(pub_b).await.unwrap().expect("new publish ok");
+    // Whatever `b` carries is decoded well within this.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    cancel.cancel();
+    bounded(collector).await.unwrap();
+    tokio::task::spawn_blocking(move || output.join())
+        .await
+        .unwrap()
+        .unwrap();
+    got.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_rewirable_session_keeps_its_decoder_when_the_old_output_ends_first() {
+    assert_eq!(frames_across_a_closed_old_output(true).await, 48);
+    // Without the option the end of the old output ends the decoder and its frames.
+    let plain = frames_across_a_closed_old_output(false).await;
+    assert!(plain < 48, "{plain} frames");
+}

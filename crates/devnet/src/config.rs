@@ -143,6 +143,15 @@ pub struct Faults {
     /// Built-in Scope runners send no `runner_ready` at job start (nor after a restart).
     /// Default `false`.
     pub scope_no_runner_ready: bool,
+    /// How long a built-in Scope runner takes to come back after `POST /api/v1/restart` is
+    /// answered (the real one re-executes itself and imports its stack again: seconds).
+    /// Default `None`: half a second.
+    pub scope_restart_delay: Option<Duration>,
+    /// A restarting built-in Scope runner first stops its stream cleanly, as the real inner
+    /// runner does when its websocket to the wrapper drops: its output publishers close and
+    /// its media channels are removed before it comes back. Default `false`: it dies as a
+    /// re-executed process does, leaving its channels idle.
+    pub scope_restart_closes_channels: bool,
     /// An uncorrelated `{"type":"error","request_id":null,"error":<this>}` the built-in Scope
     /// runners emit as soon as a `start_stream` arrives, before its answer. Default `None`.
     pub scope_uncorrelated_error: Option<String>,
@@ -247,6 +256,18 @@ impl FaultControl {
     /// Suppresses (or restores) `runner_ready` of built-in Scope jobs.
     pub fn set_scope_no_runner_ready(&self, on: bool) {
         self.lock().faults.scope_no_runner_ready = on;
+    }
+
+    /// Sets how long built-in Scope runners take to come back from a restart (`None`: the
+    /// default half second).
+    pub fn set_scope_restart_delay(&self, delay: Option<Duration>) {
+        self.lock().faults.scope_restart_delay = delay;
+    }
+
+    /// Makes restarting built-in Scope runners close their media channels first (see
+    /// [`Faults::scope_restart_closes_channels`]) or not.
+    pub fn set_scope_restart_closes_channels(&self, on: bool) {
+        self.lock().faults.scope_restart_closes_channels = on;
     }
 
     /// Sets the uncorrelated error emitted ahead of every `start_stream` answer (`None`

@@ -180,6 +180,9 @@ pub struct ScopeSettings {
     /// Runner restarts a stream is started again after (pipelines reloaded, parameters
     /// replayed, media moved to the new channels); one more ends the job.
     pub max_restarts: u32,
+    /// How long a runner may take to say `runner_ready` after answering a restart request
+    /// (`POST /api/v1/restart`) before the job ends. Default 30 s (the Scope client's).
+    pub restart_timeout: Duration,
 }
 
 impl Default for ScopeSettings {
@@ -193,6 +196,7 @@ impl Default for ScopeSettings {
             ping_interval: Duration::from_secs(10),
             max_missed_pongs: 3,
             max_restarts: 3,
+            restart_timeout: Duration::from_secs(30),
         }
     }
 }

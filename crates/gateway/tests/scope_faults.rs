@@ -183,6 +183,13 @@ async fn pings_are_answered_and_a_restart_starts_the_stream_again() {
         .await
         .unwrap();
     assert_eq!(r["status"], 200, "{r}");
+    // Between the accepted request and the runner's return the stream counts as
+    // restarting, and the application hears so at once.
+    assert!(
+        job.is_restarting(),
+        "not restarting after an accepted restart"
+    );
+    event(&mut events, "runner_restarting").await;
     event(&mut events, "runner_restarted").await;
     assert_eq!(job.health().restarts, 1);
     let ev = event(&mut events, "stream_restarted").await;
@@ -245,6 +252,31 @@ async fn a_restart_that_cannot_load_again_or_one_too_many_ends_the_job() {
     within(20, job.ended()).await;
     let why = job.restart_failure().expect("a reason");
     assert!(why.contains("restarted 2 times"), "{why}");
+    within(20, job.close()).await;
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_runner_that_accepts_a_restart_and_stays_away_ends_the_job() {
+    let d = devnet().await;
+    let mut s = gateway_settings(&d);
+    s.live.scope.restart_timeout = Duration::from_millis(800);
+    let job = within(20, Gateway::new(s).unwrap().start(&gray()))
+        .await
+        .unwrap();
+    // The runner answers the restart and takes far longer to come back than allowed.
+    d.faults()
+        .set_scope_restart_delay(Some(Duration::from_secs(30)));
+    let r = within(10, job.api("POST", "/api/v1/restart", None))
+        .await
+        .unwrap();
+    assert_eq!(r["status"], 200, "{r}");
+    assert!(job.is_restarting());
+    within(10, job.ended().cancelled()).await;
+    let f = job.failure().expect("a failure");
+    assert_eq!(f.code, "runner_restart_failed", "{f}");
+    assert!(f.message.contains("did not say runner_ready"), "{f}");
     within(20, job.close()).await;
     eventually_no_sessions(&d).await;
     d.shutdown().await;

@@ -166,6 +166,9 @@ impl JobMedia {
                 on_segment: Some(segment_observer(&metrics, Direction::Out)),
                 ..FeedOptions::default()
             },
+            // A restarting runner may close its old channels long before it has new ones:
+            // the decoder waits for them and closes with the job.
+            rewirable: true,
             ..SessionOptions::default()
         };
         let mut session = MediaSession::start(&channels, segments, input, opts, cancel.clone())

@@ -349,7 +349,9 @@ impl AppState {
                             this.fault(&job, code, why);
                         }
                         match ev.get("type").and_then(Value::as_str) {
-                            Some("runner_restarted") => job.restarting.store(true, Relaxed),
+                            Some("runner_restarting" | "runner_restarted") => {
+                                job.restarting.store(true, Relaxed);
+                            }
                             Some("stream_restarted") => this.rewire(&job).await,
                             _ => {}
                         }

@@ -245,7 +245,23 @@ async fn read_events(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_runner_restart_starts_the_stream_again_and_keeps_its_clients() {
+    restart_keeps_clients(Harness::start(ServerConfig::default()).await).await;
+}
+
+#[tokio::test]
+async fn a_runner_that_closes_its_channels_and_comes_back_late_keeps_its_clients() {
     let h = Harness::start(ServerConfig::default()).await;
+    // The old output ends well before the runner is back and makes new channels.
+    h.devnet().faults().set_scope_restart_closes_channels(true);
+    h.devnet()
+        .faults()
+        .set_scope_restart_delay(Some(Duration::from_secs(3)));
+    restart_keeps_clients(h).await;
+}
+
+/// Restarts a running gray stream's runner through its API; the stream must start again
+/// on new channels with its viewers, events and counters, and still be gray.
+async fn restart_keeps_clients(h: Harness) {
     let id = running_gray(&h).await;
     let red = red();
     let seen = std::sync::Arc::new(std::sync::Mutex::new(String::new()));

@@ -293,7 +293,9 @@ impl ScopeJob {
     /// Whether the runner restarted and the stream is being started again: its media
     /// channels are gone until a `stream_restarted` event.
     pub fn is_restarting(&self) -> bool {
-        self.started.load(std::sync::atomic::Ordering::SeqCst) && lock(&self.tap).is_some()
+        let announced = *lock(&self.state.announced);
+        self.started.load(std::sync::atomic::Ordering::SeqCst)
+            && (lock(&self.tap).is_some() || announced == Some(lock(&self.health).restarts))
     }
 
     /// Why the stream ended after a runner restart it could not recover from.
@@ -525,8 +527,49 @@ impl ScopeJob {
             let ping = json!({"type": "ping", "request_id": format!("{}-after-restart",
                 self.urls.manifest_id), "timestamp": 0});
             let _ = self.send_control(&ping).await;
+            let accepted = answer
+                .as_ref()
+                .is_ok_and(|a| a["status"].as_u64().is_some_and(|s| s < 400));
+            if accepted {
+                self.restart_announced();
+            }
         }
         answer
+    }
+
+    /// The runner accepted a restart request: its stream is down until it says
+    /// `runner_ready`, which it must within `scope.restart_timeout` or the job ends.
+    /// The application hears `runner_restarting` at once, so it can wait instead of
+    /// taking the silence for a failure.
+    fn restart_announced(&self) {
+        if !self.started.load(std::sync::atomic::Ordering::SeqCst) {
+            // No stream yet: a later `runner_ready` is the start's business.
+            return;
+        }
+        let before = lock(&self.health).restarts;
+        *lock(&self.state.announced) = Some(before);
+        let _ = self
+            .app_events
+            .try_send(json!({"type": "runner_restarting"}));
+        let (state, health, token) = (self.state.clone(), self.health.clone(), self.token.clone());
+        let wait = self.inner.settings.live.scope.restart_timeout;
+        let manifest = self.urls.manifest_id.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = token.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+            if lock(&health).restarts != before {
+                return;
+            }
+            let why = format!(
+                "the runner accepted a restart and did not say runner_ready within {} s",
+                wait.as_secs_f64()
+            );
+            warn!(%manifest, reason = %why, "scope stream lost");
+            *lock(&state.fault) = Some(why);
+            token.cancel();
+        });
     }
 
     /// Ends the job: `stop_stream` (if started), closes the control channel, stops the

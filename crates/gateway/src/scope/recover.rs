@@ -41,6 +41,9 @@ pub(super) struct StreamState {
     pub(super) params: Mutex<Option<serde_json::Map<String, Value>>>,
     /// Why the stream could not go on after a restart.
     pub(super) fault: Mutex<Option<String>>,
+    /// The restart count when the runner last answered a restart request: until it says
+    /// `runner_ready` (and the count moves on) the stream is down for a restart.
+    pub(super) announced: Mutex<Option<u32>>,
 }
 
 impl StreamState {

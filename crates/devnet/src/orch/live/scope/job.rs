@@ -23,7 +23,7 @@ use crate::runner_effect::SharedParams;
 const LOG_PERIOD: Duration = Duration::from_millis(500);
 /// Log lines per `logs` event.
 const LOG_BATCH: usize = 50;
-/// From the restart answer to the re-executed runner.
+/// From the restart answer to the re-executed runner, unless a fault knob says otherwise.
 const RESTART_DELAY: Duration = Duration::from_millis(500);
 /// Bound on a channel call to the orchestrator.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -180,7 +180,16 @@ impl Io {
 
     /// The runner process re-executed itself: everything in memory is gone.
     async fn restart(&mut self, core: &mut Core) {
-        if let Some(r) = self.running.take() {
+        if self
+            .job
+            .live
+            .orch
+            .faults
+            .get()
+            .scope_restart_closes_channels
+        {
+            self.stop_media(true).await;
+        } else if let Some(r) = self.running.take() {
             r.cancel.cancel();
         }
         core.restart();
@@ -205,7 +214,8 @@ impl Io {
             }
             Step::Restart(v) => {
                 self.send(&v).await;
-                return Some(Instant::now() + RESTART_DELAY);
+                let delay = faults.scope_restart_delay.unwrap_or(RESTART_DELAY);
+                return Some(Instant::now() + delay);
             }
             Step::Start { pre, plan } => {
                 for v in &pre {
