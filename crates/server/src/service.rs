@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -49,7 +49,7 @@ pub(crate) struct Shared {
     /// Peers whose `X-Forwarded-For` is believed (canonical form).
     pub(crate) trusted_proxies: Vec<IpAddr>,
     /// Job starts per client address; `None` when unlimited.
-    start_limiter: Option<Mutex<RateLimiter<IpAddr>>>,
+    start_limiter: Option<RateLimiter<IpAddr>>,
     /// Cancelled when the service shuts down: WebSocket and SSE connections end.
     pub(crate) shutdown: CancellationToken,
     /// Budgets and spend per key and for the service.
@@ -78,8 +78,7 @@ impl AppState {
             config.start_rate_per_ip,
             config.start_burst_per_ip,
             MAX_TRACKED,
-        )
-        .map(Mutex::new);
+        );
         Self(Arc::new(Shared {
             keys,
             registry,
@@ -246,11 +245,7 @@ impl AppState {
         let (Some(ip), Some(limiter)) = (ip, &self.0.start_limiter) else {
             return Ok(());
         };
-        let verdict = limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(&ip, Instant::now());
-        verdict.map_err(|wait| {
+        limiter.check(&ip).map_err(|wait| {
             self.0.metrics.limited("start_rate_per_ip");
             ApiError::rate_limited(
                 format!(
