@@ -120,6 +120,16 @@ impl Job {
         }
     }
 
+    /// What the job's events mean for its holder (see [`JobSignal`]): a reader that stays
+    /// valid after [`Job::events`] handed the receiver away.
+    ///
+    /// [`JobSignal`]: crate::JobSignal
+    pub fn signals(&self) -> crate::SignalReader {
+        crate::SignalReader {
+            scope: matches!(self.kind, Kind::Scope(_)),
+        }
+    }
+
     /// Whether the job has a control channel.
     pub fn has_control(&self) -> bool {
         match &self.kind {

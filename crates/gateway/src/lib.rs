@@ -67,6 +67,7 @@ mod redact;
 mod route;
 mod runner;
 mod scope;
+mod signal;
 mod signer;
 mod tls;
 mod token;
@@ -91,6 +92,7 @@ pub use runner::{
 pub use scope::{
     InputMode, MediaChannels, PipelineSpec, ScopeChannel, ScopeHealth, ScopeJob, ScopeUrls,
 };
+pub use signal::{JobSignal, SignalReader};
 pub use signer::{ORCHESTRATOR_URL_HEADER, SignerMaterial};
 pub use token::{Token, TokenError};
 pub use watchdog::{OutputWatchdog, Stall};

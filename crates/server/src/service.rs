@@ -7,8 +7,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use lpgw_gateway::Gateway;
-use serde_json::Value;
+use lpgw_gateway::{Gateway, JobSignal};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument as _, info, info_span, warn};
 
@@ -172,23 +171,6 @@ async fn link_end(job: Weak<Job>, gw_token: CancellationToken, metrics: Arc<Metr
     ours.cancel();
 }
 
-/// A Scope runner event after the start that means the stream is broken: an `error` that
-/// answers nothing of ours (the real runner sends those for messages it cannot handle).
-/// A restart is not one: the gateway starts the stream again (`runner_restarted`, then
-/// `stream_restarted`), and ends the job itself when it cannot.
-fn runner_fault(ev: &Value) -> Option<(&'static str, String)> {
-    match ev.get("type").and_then(Value::as_str)? {
-        "error"
-            if ev.get("request_id").is_none_or(Value::is_null)
-                && ev.get("during_start") != Some(&Value::Bool(true)) =>
-        {
-            let text = ev.get("error").and_then(Value::as_str).unwrap_or("error");
-            Some(("runner_error", format!("runner error: {text}")))
-        }
-        _ => None,
-    }
-}
-
 /// Feeds the job's frame counters to an [`OutputWatchdog`] every half second; a stall is a
 /// fault (`no_output`) that ends the job.
 ///
@@ -309,6 +291,7 @@ impl AppState {
         s.metrics.start_latency.observe(t0.elapsed());
         s.metrics.jobs_started.fetch_add(1, Relaxed);
         let events = running.events();
+        let signals = running.signals();
         let gw_token = running.ended();
         let route = running.route();
         let takes_input = running.takes_input();
@@ -331,24 +314,18 @@ impl AppState {
         if let Some(mut rx) = events {
             let weak = Arc::downgrade(&job);
             let this = self.clone();
-            let scope = job.flow.speaks_scope();
             tokio::spawn(
                 async move {
                     while let Some(ev) = rx.recv().await {
                         let Some(job) = weak.upgrade() else { break };
                         let _ = job.events.send(ev.clone());
-                        if !scope {
-                            continue;
-                        }
-                        if let Some((code, why)) = runner_fault(&ev) {
-                            this.fault(&job, code, why);
-                        }
-                        match ev.get("type").and_then(Value::as_str) {
-                            Some("runner_restarting" | "runner_restarted") => {
-                                job.restarting.store(true, Relaxed);
+                        match signals.read(&ev) {
+                            Some(JobSignal::Fault { code, message }) => {
+                                this.fault(&job, code, message);
                             }
-                            Some("stream_restarted") => this.rewire(&job).await,
-                            _ => {}
+                            Some(JobSignal::Restarting) => job.restarting.store(true, Relaxed),
+                            Some(JobSignal::MediaMoved) => this.rewire(&job).await,
+                            None => {}
                         }
                     }
                 }
