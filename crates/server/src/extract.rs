@@ -3,6 +3,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,7 +19,37 @@ pub(crate) struct KeyQuery {
     pub(crate) api_key: Option<String>,
 }
 
-/// The caller, from headers (or the query where `allow_query`).
+/// The authenticated caller of a route, from the `X-API-Key` or `Authorization: Bearer`
+/// header. An extractor, so a handler that takes it cannot forget the check: 401 without a
+/// valid key.
+pub(crate) struct Caller(pub(crate) Owner);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        caller(s, &parts.headers, None, false).map(Self)
+    }
+}
+
+/// [`Caller`] for routes that browsers open with no way to set a header (`EventSource`):
+/// the key may also come as `?api_key=`, the header winning when both are present.
+pub(crate) struct QueryCaller(pub(crate) Owner);
+
+impl FromRequestParts<AppState> for QueryCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, s: &AppState) -> Result<Self, ApiError> {
+        // A query that does not parse carries no key; the headers may still.
+        let q = Query::<KeyQuery>::try_from_uri(&parts.uri)
+            .map(|Query(q)| q)
+            .unwrap_or_default();
+        caller(s, &parts.headers, q.api_key.as_deref(), true).map(Self)
+    }
+}
+
+/// The caller, from headers (or the query where `allow_query`). Routes take [`Caller`];
+/// this is for the few that must check something else first (the start rate).
 pub(crate) fn caller(
     state: &AppState,
     headers: &HeaderMap,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -19,7 +19,7 @@ use crate::auth::Owner;
 use crate::backend::StartSpec;
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::extract::{KeyQuery, caller, json_object, opt_object, opt_str};
+use crate::extract::{Caller, QueryCaller, caller, json_object, opt_object, opt_str};
 use crate::job::Job;
 use crate::service::AppState;
 
@@ -136,9 +136,8 @@ pub(crate) fn spend_json(s: &AppState, spend: &crate::spend::JobSpend) -> Value 
 /// `GET /jobs`: the caller's jobs only.
 pub(crate) async fn list_jobs(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let jobs: Vec<Value> =
         s.0.registry
             .list(owner)
@@ -152,9 +151,8 @@ pub(crate) async fn list_jobs(
 pub(crate) async fn get_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
     let mut v = merge(summary(&s, &j), job_urls(&j.id));
     v["has_payment_session"] = j.has_payment_session.into();
@@ -199,19 +197,14 @@ pub(crate) fn add_progress(s: &AppState, v: &mut Value, j: &Job) {
 pub(crate) async fn stop_job(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    stop_for_caller(&s, &headers, &id).await?;
+    stop_for_caller(&s, owner, &id).await?;
     Ok(Json(json!({ "status": "stopped", "job_id": id })))
 }
 
 /// Stops the caller's live job `id` (shared with Family B).
-pub(crate) async fn stop_for_caller(
-    s: &AppState,
-    headers: &HeaderMap,
-    id: &str,
-) -> Result<(), ApiError> {
-    let owner = caller(s, headers, None, false)?;
+pub(crate) async fn stop_for_caller(s: &AppState, owner: Owner, id: &str) -> Result<(), ApiError> {
     let j =
         s.0.registry
             .get(id, owner)
@@ -257,10 +250,10 @@ async fn deliver(j: &Job, out: Outgoing<'_>) -> Result<(), ApiError> {
 pub(crate) async fn control(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Caller(owner): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
     let body = json_object(&headers, body, false, s.0.config.max_json_bytes)?.unwrap_or_default();
     let msg = match body.get("message") {
@@ -275,15 +268,8 @@ pub(crate) async fn control(
 pub(crate) async fn events(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<KeyQuery>,
-    headers: HeaderMap,
-) -> Response {
-    let owner = match caller(&s, &headers, q.api_key.as_deref(), true) {
-        Ok(o) => o,
-        Err(e) => return e.into_response(),
-    };
-    match lookup(&s, &id, owner) {
-        Ok(j) => crate::sse::events(&s, j).into_response(),
-        Err(e) => e.into_response(),
-    }
+    QueryCaller(owner): QueryCaller,
+) -> Result<Response, ApiError> {
+    let j = lookup(&s, &id, owner)?;
+    Ok(crate::sse::events(&s, j).into_response())
 }

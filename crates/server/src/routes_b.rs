@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::arbiter::{Claim, InputSource};
 use crate::client_ip::ClientIp;
 use crate::error::ApiError;
-use crate::extract::{KeyQuery, caller, jpeg_body, json_object};
+use crate::extract::{Caller, QueryCaller, jpeg_body, json_object};
 use crate::metrics::Drop;
 use crate::routes_a::{
     add_progress, lookup, merge, send_params, start_from_request, stop_for_caller,
@@ -52,9 +52,8 @@ pub(crate) async fn start(
 pub(crate) async fn status(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     if let Some(j) = s.0.registry.get(&id, owner) {
         j.touch();
         let mut v = json!({
@@ -91,9 +90,8 @@ pub(crate) async fn status(
 pub(crate) async fn frame(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Response, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
     match j.media().and_then(|m| m.newest()) {
         Some(f) => Ok((
@@ -117,11 +115,11 @@ pub(crate) async fn frame(
 pub(crate) async fn publish(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Caller(owner): Caller,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let Some(j) = s.0.registry.get(&id, owner) else {
         if s.0.registry.tombstone(&id, owner).is_some() {
             return Err(ApiError::new(StatusCode::GONE, "stream no longer exists"));
@@ -184,10 +182,10 @@ pub(crate) async fn publish(
 pub(crate) async fn control(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Caller(owner): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
     let params = json_object(&headers, body, false, s.0.config.max_json_bytes)?.unwrap_or_default();
     send_params(&j, Value::Object(params)).await?;
@@ -199,10 +197,10 @@ pub(crate) async fn control(
 pub(crate) async fn api(
     State(s): State<AppState>,
     Path(id): Path<String>,
+    Caller(owner): Caller,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let j = lookup(&s, &id, owner)?;
     let b = json_object(&headers, body, true, s.0.config.max_json_bytes)?.unwrap_or_default();
     let method = b.get("method").and_then(Value::as_str).unwrap_or("GET");
@@ -234,9 +232,9 @@ pub(crate) async fn api(
 pub(crate) async fn stop(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    stop_for_caller(&s, &headers, &id).await?;
+    stop_for_caller(&s, owner, &id).await?;
     Ok(Json(json!({ "status": "stopped", "stream_id": id })))
 }
 
@@ -244,18 +242,16 @@ pub(crate) async fn stop(
 pub(crate) async fn events(
     state: State<AppState>,
     id: Path<String>,
-    q: Query<KeyQuery>,
-    headers: HeaderMap,
-) -> Response {
-    crate::routes_a::events(state, id, q, headers).await
+    owner: QueryCaller,
+) -> Result<Response, ApiError> {
+    crate::routes_a::events(state, id, owner).await
 }
 
 /// `GET /streams`: the caller's streams.
 pub(crate) async fn list(
     State(s): State<AppState>,
-    headers: HeaderMap,
+    Caller(owner): Caller,
 ) -> Result<Json<Value>, ApiError> {
-    let owner = caller(&s, &headers, None, false)?;
     let streams: Vec<Value> =
         s.0.registry
             .list(owner)
