@@ -80,6 +80,8 @@ async fn a_failed_load_fails_the_start_and_stops_the_session() {
         why.starts_with("scope pipeline refused: pipeline load failed"),
         "{why}"
     );
+    // The runner's words come in a log batch after the status says `error`.
+    assert!(why.contains("CUDA out of memory"), "{why}");
     assert!(matches!(
         err.rejections()[0].reason,
         RejectReason::PipelineRefused(_)

@@ -79,6 +79,13 @@ enum State {
         rid: String,
         until: Instant,
     },
+    /// A load failed with no words yet: the runner sends its log lines in batches
+    /// (every 500 ms), often after the status that says `error`. Waits for them until
+    /// `until`, then refuses with `why` and whatever arrived.
+    Grace {
+        why: String,
+        until: Instant,
+    },
     Done,
 }
 
@@ -89,6 +96,9 @@ const MAX_NOT_LOADED: u32 = 8;
 const MAX_RESTARTS_IN_START: u32 = 2;
 /// Runner error lines kept for the failure message.
 const MAX_ERRORS: usize = 4;
+/// How long a failed load waits for the runner's log lines: three of the real runner's
+/// 500 ms log batches.
+const LOGS_GRACE: Duration = Duration::from_millis(1500);
 
 /// One Scope start.
 #[derive(Debug)]
@@ -192,7 +202,8 @@ impl StartMachine {
             | State::Status { until, .. }
             | State::Load { until, .. }
             | State::Schemas { until, .. }
-            | State::Starting { until, .. } => Some(*until),
+            | State::Starting { until, .. }
+            | State::Grace { until, .. } => Some(*until),
             State::Poll {
                 rid: None, next, ..
             } => Some(*next),
@@ -234,6 +245,18 @@ impl StartMachine {
     fn refuse(&mut self, why: impl Into<String>) {
         self.outcome = Some(Outcome::Refused(self.message(why.into())));
         self.state = State::Done;
+    }
+
+    /// A refusal that waits (bounded) for the runner's log lines when it has none yet.
+    fn refuse_with_logs(&mut self, now: Instant, why: impl Into<String>) {
+        if self.errors.is_empty() {
+            self.state = State::Grace {
+                why: why.into(),
+                until: now + LOGS_GRACE,
+            };
+        } else {
+            self.refuse(why);
+        }
     }
 
     fn note_error(&mut self, text: String) {
@@ -320,6 +343,12 @@ impl StartMachine {
                     if is_error_line(l) {
                         self.note_error(redact(log_message(l.trim())));
                     }
+                }
+                if let State::Grace { why, .. } = &self.state
+                    && !self.errors.is_empty()
+                {
+                    let why = why.clone();
+                    self.refuse(why);
                 }
                 return;
             }
@@ -410,16 +439,20 @@ impl StartMachine {
                     }
                     "error" => {
                         // The real runner leaves `error` null: its words are in `logs`.
-                        return self.refuse(match data["error"].as_str() {
-                            Some(text) => format!("pipeline load failed: {}", redact(text)),
-                            None => "pipeline load failed".to_owned(),
-                        });
+                        return match data["error"].as_str() {
+                            Some(text) => {
+                                self.refuse(format!("pipeline load failed: {}", redact(text)));
+                            }
+                            None => self.refuse_with_logs(now, "pipeline load failed"),
+                        };
                     }
                     _ => {
                         self.not_loaded += 1;
                         if self.seen_loading || self.not_loaded >= MAX_NOT_LOADED {
-                            return self
-                                .refuse("pipeline load failed: the runner reports nothing loaded");
+                            return self.refuse_with_logs(
+                                now,
+                                "pipeline load failed: the runner reports nothing loaded",
+                            );
                         }
                     }
                 }
@@ -493,6 +526,7 @@ impl StartMachine {
                 "no stream_started within {} ms",
                 self.t.answer.as_millis()
             )),
+            State::Grace { why, .. } => self.refuse(why),
             State::Done => {}
         }
     }

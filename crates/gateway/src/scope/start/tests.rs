@@ -209,6 +209,9 @@ fn not_loaded_after_loading_is_a_failure_and_so_is_never_starting() {
     m.handle_timeout(t0 + 200 * MS);
     let (sent, _) = drain(&mut m);
     m.handle_event(t0, &api(&rid(&sent[0]), 200, status("not_loaded", None)));
+    // No runner words yet: the refusal waits for the runner's log batch, bounded.
+    assert_eq!(m.outcome(), None);
+    m.handle_timeout(t0 + 200 * MS + LOGS_GRACE);
     assert!(matches!(m.outcome(), Some(Outcome::Refused(_))));
 
     // A load that never even starts: a few `not_loaded` answers, then failure.
@@ -224,7 +227,42 @@ fn not_loaded_after_loading_is_a_failure_and_so_is_never_starting() {
         m.handle_timeout(now);
         r = rid(&drain(&mut m).0[0]);
     }
+    m.handle_timeout(now + LOGS_GRACE);
     assert!(matches!(m.outcome(), Some(Outcome::Refused(_))));
+}
+
+#[test]
+fn a_failed_load_waits_for_the_log_batch_that_follows_its_status() {
+    // The real runner reports `error` in the status before its log forwarder (a 500 ms
+    // batch) has sent the reason.
+    let t0 = Instant::now();
+    let (mut m, r) = polling(json!({"pipeline_ids": ["streamdiffusionv2"]}), t0);
+    m.handle_event(t0, &api(&r, 200, status("error", None)));
+    assert_eq!(m.outcome(), None, "refused before the runner's words");
+    assert_eq!(m.poll_timeout(), Some(t0 + LOGS_GRACE));
+    // Lines that are not errors do not end the wait.
+    m.handle_event(
+        t0,
+        &json!({"type": "logs", "lines": ["x - y - INFO - still here"]}),
+    );
+    assert_eq!(m.outcome(), None);
+    m.handle_event(t0 + 400 * MS, &json!({"type": "logs", "lines": [
+        "2026-12-03 09:01:57,376 - scope.server.pipeline_manager - ERROR - [(session_x)] Failed to load pipeline streamdiffusionv2: No module named 'flash_attn'.",
+    ]}));
+    let Some(Outcome::Refused(why)) = m.outcome() else {
+        panic!("not refused once the words came")
+    };
+    assert!(why.starts_with("pipeline load failed"), "{why}");
+    assert!(why.contains("No module named 'flash_attn'"), "{why}");
+
+    // Without any words the refusal comes when the grace ends, not before.
+    let (mut m, r) = polling(json!({"pipeline_ids": ["streamdiffusionv2"]}), t0);
+    m.handle_event(t0, &api(&r, 200, status("error", None)));
+    m.handle_timeout(t0 + LOGS_GRACE - MS);
+    assert_eq!(m.outcome(), None);
+    m.handle_timeout(t0 + LOGS_GRACE);
+    assert!(matches!(m.outcome(), Some(Outcome::Refused(w)) if w == "pipeline load failed"));
+    assert_eq!(m.poll_timeout(), None);
 }
 
 #[test]
