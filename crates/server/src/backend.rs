@@ -9,10 +9,16 @@ use serde_json::Value;
 use tracing::Instrument as _;
 
 /// Which start path served a job (the API's `flow`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, utoipa::ToSchema)]
 pub(crate) enum Flow {
+    /// A live runner's session (`/discovery`, `/apps/{runner}/session`).
+    #[serde(rename = "live-runner")]
     LiveRunner,
+    /// The legacy AI-worker flow (`GetOrchestrator`, `/live-video-to-video`).
+    #[serde(rename = "lv2v")]
     Lv2v,
+    /// A serverless app.
+    #[serde(rename = "serverless")]
     Serverless,
 }
 

@@ -6,6 +6,8 @@ use axum::response::{IntoResponse, Response};
 use lpgw_gateway::{Error as GwError, RejectReason};
 use serde_json::json;
 
+use crate::routes::types::{ErrorBody, RejectionBody};
+
 /// A configuration file or value is invalid.
 #[derive(Debug, thiserror::Error)]
 #[error("invalid configuration: {0}")]
@@ -162,24 +164,22 @@ pub(crate) fn reason_label(reason: &RejectReason) -> &'static str {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "error": self.message });
-        if let Some(r) = self.rejections {
-            body["rejections"] = r
-                .into_iter()
-                .map(|(url, reason)| json!({ "url": url, "reason": reason }))
-                .collect();
-        }
-        if let Some(b) = self.budget {
-            body["budget"] = b;
-        }
+        let body = ErrorBody {
+            error: self.message,
+            rejections: self.rejections.map(|r| {
+                r.into_iter()
+                    .map(|(url, reason)| RejectionBody { url, reason })
+                    .collect()
+            }),
+            budget: self.budget,
+            retry_after_secs: self.retry_after,
+        };
+        let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            body["retry_after_secs"] = secs.into();
-            let mut resp = (self.status, Json(body)).into_response();
             resp.headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, secs.into());
-            return resp;
         }
-        (self.status, Json(body)).into_response()
+        resp
     }
 }
 

@@ -7,6 +7,7 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::auth::{Owner, presented_key};
@@ -85,13 +86,14 @@ fn content_type(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// A JSON object body. `None` when the body is empty and `optional`.
-pub(crate) fn json_object(
+/// A JSON object body read as `T`. `None` when the body is empty and `optional`.
+/// Malformed JSON, a body that is not an object, or fields of the wrong type are 400.
+pub(crate) fn json_body<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     optional: bool,
     limit: usize,
-) -> Result<Option<serde_json::Map<String, Value>>, ApiError> {
+) -> Result<Option<T>, ApiError> {
     let body = body.map_err(|e| body_error(&e))?;
     if body.len() > limit {
         return Err(ApiError::new(
@@ -117,7 +119,11 @@ pub(crate) fn json_object(
         }
     }
     match serde_json::from_slice::<Value>(&body) {
-        Ok(Value::Object(m)) => Ok(Some(m)),
+        Ok(v @ Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(|e| ApiError::bad_request(format!("invalid body: {e}"))),
+        // An optional body sent as `null` is no body.
+        Ok(Value::Null) if optional => Ok(None),
         Ok(_) => Err(ApiError::bad_request("the body must be a JSON object")),
         Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
     }
@@ -138,29 +144,4 @@ pub(crate) fn jpeg_body(
         }
     }
     body.map_err(|e| body_error(&e))
-}
-
-/// An optional string field; present but not a string is an error.
-pub(crate) fn opt_str(
-    obj: &serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<String>, ApiError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be a string"))),
-    }
-}
-
-/// An optional object field.
-pub(crate) fn opt_object(
-    obj: &serde_json::Map<String, Value>,
-    key: &str,
-) -> Result<Option<Value>, ApiError> {
-    match obj.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v @ Value::Object(_)) => Ok(Some(v.clone())),
-        Some(_) => Err(ApiError::bad_request(format!("{key} must be an object"))),
-    }
 }

@@ -6,7 +6,8 @@
 //! - One job registry serves two API families: the job API of the SDK-service web wrapper
 //!   (`/start-job`, `/job/{id}`, `/ws/stream`, ...) and the Daydream stream API
 //!   (`/stream/start`, `/stream/{id}/status|frame|publish|control|stop|events`, `/streams`).
-//!   The contract is `http-api.md`; `/openapi.json` describes it.
+//!   The contract is `http-api.md`; `/openapi.json`, derived from the routes' types,
+//!   describes it.
 //! - The WebSocket JPEG bridge moves frames between clients and the job's trickle channels
 //!   through the media pipeline ([`lpgw_media`]) and the bridge ([`lpgw_bridge`]); every step
 //!   is bounded and drops (counted) rather than queues.
@@ -44,11 +45,9 @@ mod extract;
 mod job;
 mod media;
 mod metrics;
-mod openapi;
 mod phase;
 mod ratelimit;
-mod routes_a;
-mod routes_b;
+mod routes;
 mod seq;
 mod service;
 mod spend;
@@ -57,10 +56,8 @@ mod web;
 mod ws;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Method, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::cors::{AllowOrigin, Any, CorsLayer};
@@ -80,27 +77,7 @@ pub fn app(state: AppState) -> Router {
     let frame_limit = cfg.max_frame_bytes.max(cfg.max_json_bytes);
     Router::new()
         .merge(web::routes())
-        .route("/health", get(routes_a::health))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi::openapi))
-        // Family A.
-        .route("/jobs", get(routes_a::list_jobs))
-        .route("/start-job", post(routes_a::start_job))
-        .route("/job/{id}", get(routes_a::get_job))
-        .route("/stop-job/{id}", delete(routes_a::stop_job))
-        .route("/job/{id}/control", post(routes_a::control))
-        .route("/job/{id}/events", get(routes_a::events))
-        .route("/ws/stream", get(ws::stream))
-        // Family B.
-        .route("/stream/start", post(routes_b::start))
-        .route("/stream/{id}/status", get(routes_b::status))
-        .route("/stream/{id}/frame", get(routes_b::frame))
-        .route("/stream/{id}/publish", post(routes_b::publish))
-        .route("/stream/{id}/control", post(routes_b::control))
-        .route("/stream/{id}/api", post(routes_b::api))
-        .route("/stream/{id}/stop", post(routes_b::stop))
-        .route("/stream/{id}/events", get(routes_b::events))
-        .route("/streams", get(routes_b::list))
+        .merge(routes::api())
         .fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::NOT_FOUND, "no such route")
         })
@@ -121,26 +98,6 @@ fn cors(origins: &[String]) -> CorsLayer {
         .filter_map(|o| HeaderValue::from_str(o).ok())
         .collect();
     layer.allow_origin(AllowOrigin::list(list))
-}
-
-async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
-    if !s.0.config.metrics_public
-        && let Err(e) = extract::caller(&s, &headers, None, false)
-    {
-        return e.into_response();
-    }
-    let payments = s.payment_totals().await;
-    let text =
-        s.0.metrics
-            .render(&s.job_counts(), &payments, &s.job_spend_rows());
-    (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
 }
 
 /// Serves until `shutdown` fires, then stops accepting, ends WebSocket and SSE streams,

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 /// Where a job is in its life (Family B `phase`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
 pub(crate) enum Phase {
     /// Started; no output yet.
     Connecting,

@@ -439,7 +439,10 @@ impl AppState {
             return Err(ApiError::new(StatusCode::GONE, "job has ended"));
         }
         let Some(ends) = job.endpoints() else {
-            return Err(ApiError::bad_request("job has no media channels yet"));
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job has no media channels yet",
+            ));
         };
         let settings = MediaSettings {
             fps: self.0.config.fps,

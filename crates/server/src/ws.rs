@@ -49,6 +49,22 @@ const CLOSE_GOING_AWAY: u16 = 1001;
 const SEND_STALL: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Upgrades, then checks the key and the job.
+#[utoipa::path(get, path = "/ws/stream", tag = "jobs",
+    description = "WebSocket: JPEG frames in (binary messages), processed JPEG frames out. \
+        The key and the job are checked after the upgrade, and refusals are close codes: \
+        4001 invalid or missing key, 4004 unknown job, 4409 another source holds the input, \
+        4008 and 1009 for frames over the limits.",
+    params(
+        ("job_id" = Option<String>, Query, description = "the job (or stream) id"),
+        ("api_key" = Option<String>, Query, description = "the key, when no header carries one"),
+        ("meta" = Option<String>, Query, description = "1 or true: a JSON text message before each frame"),
+    ),
+    security(("apiKey" = []), ("bearer" = []), ("queryKey" = [])),
+    responses(
+        (status = 101, description = "switching to the WebSocket protocol"),
+        (status = 400, description = "not a WebSocket upgrade request", content_type = "text/plain", body = String),
+        (status = 426, description = "the connection cannot be upgraded", content_type = "text/plain", body = String),
+    ))]
 pub(crate) async fn stream(
     State(s): State<AppState>,
     Query(q): Query<WsQuery>,

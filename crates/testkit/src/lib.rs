@@ -3,7 +3,8 @@
 //! Interop tests drive the official Python SDK (`livepeer-gateway`) from a venv made by
 //! `scripts/interop-venv.sh`, with peer scripts kept in the repository's `tests/interop/`.
 //! Every such test finds both the same way, so the rule lives here once: [`python`] finds the
-//! venv's interpreter (or says why the test is skipped), [`interop_script`] names a peer script.
+//! venv's interpreter (or says why the test is skipped), [`interop_script`] names a peer script;
+//! [`schemathesis`] finds the OpenAPI conformance tool the same way.
 
 #![warn(missing_docs)]
 
@@ -12,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 /// The venv's interpreter relative to the cache directory, as `scripts/interop-venv.sh` makes it.
 const VENV_PYTHON: &str = "lpgw/interop-venv/bin/python";
+/// The schemathesis executable relative to the cache directory, as
+/// `scripts/schemathesis-venv.sh` makes it.
+const VENV_SCHEMATHESIS: &str = "lpgw/schemathesis-venv/bin/schemathesis";
 
 /// The Python interpreter of the SDK venv, or `None` when the test should skip.
 ///
@@ -20,18 +24,33 @@ const VENV_PYTHON: &str = "lpgw/interop-venv/bin/python";
 /// on stderr, unless `LPGW_REQUIRE_INTEROP=1` (set by the project's test command), in which
 /// case this panics so that a missing venv fails the run instead of hiding it.
 pub fn python() -> Option<PathBuf> {
+    find("LPGW_PYTHON", VENV_PYTHON, "scripts/interop-venv.sh")
+}
+
+/// The `schemathesis` executable (OpenAPI conformance runs), or `None` when the test should
+/// skip: `LPGW_SCHEMATHESIS`, else the cache venv, under the same rule as [`python`].
+pub fn schemathesis() -> Option<PathBuf> {
+    find(
+        "LPGW_SCHEMATHESIS",
+        VENV_SCHEMATHESIS,
+        "scripts/schemathesis-venv.sh",
+    )
+}
+
+fn find(var: &str, in_cache: &str, script: &str) -> Option<PathBuf> {
     let candidate = candidate(
-        std::env::var_os("LPGW_PYTHON"),
+        std::env::var_os(var),
         std::env::var_os("XDG_CACHE_HOME"),
         std::env::var_os("HOME"),
+        in_cache,
     )
     .filter(|p| p.exists());
     if candidate.is_none() {
         assert!(
             std::env::var("LPGW_REQUIRE_INTEROP").as_deref() != Ok("1"),
-            "the Python SDK venv is missing: run scripts/interop-venv.sh"
+            "{in_cache} is missing: run {script}"
         );
-        eprintln!("interop skipped: no SDK venv (run scripts/interop-venv.sh)");
+        eprintln!("interop skipped: no {in_cache} (run {script})");
     }
     candidate
 }
@@ -51,20 +70,21 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where the interpreter would be, from the three environment variables (kept apart from the
+/// Where a tool would be, from its own variable and the two cache ones (kept apart from the
 /// process environment so the rule can be tested without changing it).
 fn candidate(
-    lpgw_python: Option<OsString>,
+    own: Option<OsString>,
     xdg_cache_home: Option<OsString>,
     home: Option<OsString>,
+    in_cache: &str,
 ) -> Option<PathBuf> {
-    if let Some(p) = lpgw_python {
+    if let Some(p) = own {
         return Some(PathBuf::from(p));
     }
     let cache = xdg_cache_home
         .map(PathBuf::from)
         .or_else(|| home.map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(cache.join(VENV_PYTHON))
+    Some(cache.join(in_cache))
 }
 
 #[cfg(test)]
@@ -78,7 +98,7 @@ mod tests {
     #[test]
     fn lpgw_python_wins() {
         assert_eq!(
-            candidate(os("/opt/py"), os("/xdg"), os("/home/u")),
+            candidate(os("/opt/py"), os("/xdg"), os("/home/u"), VENV_PYTHON),
             Some(PathBuf::from("/opt/py"))
         );
     }
@@ -86,7 +106,7 @@ mod tests {
     #[test]
     fn xdg_cache_home_before_home() {
         assert_eq!(
-            candidate(None, os("/xdg"), os("/home/u")),
+            candidate(None, os("/xdg"), os("/home/u"), VENV_PYTHON),
             Some(PathBuf::from("/xdg/lpgw/interop-venv/bin/python"))
         );
     }
@@ -94,14 +114,16 @@ mod tests {
     #[test]
     fn home_cache_as_fallback() {
         assert_eq!(
-            candidate(None, None, os("/home/u")),
-            Some(PathBuf::from("/home/u/.cache/lpgw/interop-venv/bin/python"))
+            candidate(None, None, os("/home/u"), VENV_SCHEMATHESIS),
+            Some(PathBuf::from(
+                "/home/u/.cache/lpgw/schemathesis-venv/bin/schemathesis"
+            ))
         );
     }
 
     #[test]
     fn nothing_set_means_no_candidate() {
-        assert_eq!(candidate(None, None, None), None);
+        assert_eq!(candidate(None, None, None, VENV_PYTHON), None);
     }
 
     #[test]

@@ -37,6 +37,9 @@ use crate::runner::{Funding, FundingEnd, RunnerSession};
 const EVENTS_QUEUE: usize = 64;
 /// How long closing may spend on `stop_stream` and the control channel.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stop waits for `stream_stopped`. The real runner gives each of its media
+/// tasks a second to end before cancelling it, so its answer comes after 2 s and more.
+const STOP_ANSWER: Duration = Duration::from_secs(5);
 
 /// How the runner is doing, from its `pong`s and announcements.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -454,7 +457,7 @@ impl ScopeJob {
         }
     }
 
-    /// Sends `stop_stream` and waits (at most 2 s) for its `stream_stopped`, so the runner
+    /// Sends `stop_stream` and waits (at most [`STOP_ANSWER`]) for its `stream_stopped`, so the runner
     /// stops its pipeline before the caller takes its media down; [`Self::close`] then only
     /// closes the channels and the session. Does nothing before the stream started or a
     /// second time.
@@ -468,7 +471,7 @@ impl ScopeJob {
         let answer = ask(
             &self.waiters,
             &rid,
-            Duration::from_secs(2),
+            STOP_ANSWER,
             &self.token,
             self.send_control(&msg),
         )
