@@ -70,6 +70,8 @@ async fn the_service_answers_as_its_openapi_document_says() {
             lpgw_testkit::interop_script("schemathesis_hooks.py"),
         )
         .env("LPGW_FUZZ_JPEGS", &frames)
+        // Its cache goes where it runs: the scratch folder, not the source tree.
+        .current_dir(&frames)
         .kill_on_drop(true)
         .output();
     let out = tokio::time::timeout(Duration::from_secs(900), run)
