@@ -21,7 +21,7 @@ async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
 fn lpgw() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_lpgw"));
     c.env("LPGW_LOG", "warn")
-        .env_remove("LPGW_TOKEN")
+        .env_remove("LIVEPEER_TOKEN")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -17,6 +17,7 @@ pub(crate) mod scope_args;
 pub(crate) mod serve;
 pub(crate) mod stream;
 pub(crate) mod trickle;
+pub(crate) mod upstream;
 
 use tokio_util::sync::CancellationToken;
 

@@ -3,44 +3,19 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use lpgw_gateway::{
-    Error, Gateway, OrchestratorSummary, Settings, StartRequest, TlsMode, Token, Wallet, lv2v_cap,
+    Error, Gateway, OrchestratorSummary, Settings, StartRequest, Wallet, lv2v_cap,
     lv2v_capabilities,
 };
 use serde_json::{Value, json};
 use tokio::io::AsyncBufReadExt as _;
 
-/// How orchestrator certificates are checked.
-#[derive(Debug, Clone, Copy, ValueEnum)]
-pub(crate) enum TlsArg {
-    /// Pin the first certificate seen per host:port.
-    Tofu,
-    /// Accept any certificate (`insecure` is the same).
-    #[value(alias = "insecure")]
-    Skip,
-    /// Verify against the Mozilla roots.
-    System,
-}
-
 /// Where orchestrators are and how to pay them; shared by the gateway subcommands.
 #[derive(Debug, Args)]
 pub(crate) struct GatewayArgs {
-    /// Orchestrator URL (repeatable or comma separated); `host:port` means https.
-    #[arg(long = "orch", value_delimiter = ',')]
-    orchestrators: Vec<String>,
-    /// Discovery endpoint answering `[{"address": ...}]`.
-    #[arg(long)]
-    discovery: Option<String>,
-    /// Remote signer base URL; without one the gateway runs offchain.
-    #[arg(long)]
-    signer: Option<String>,
-    /// Gateway token (base64 JSON); its values win over the options above.
-    #[arg(long, env = "LPGW_TOKEN", hide_env_values = true)]
-    token: Option<String>,
-    /// TLS policy for orchestrators.
-    #[arg(long, value_enum, default_value = "tofu")]
-    tls: TlsArg,
+    #[command(flatten)]
+    pub(crate) upstream: super::upstream::UpstreamArgs,
     /// Timeout of one GetOrchestrator call, in milliseconds.
     #[arg(long, default_value_t = 8000)]
     probe_timeout_ms: u64,
@@ -54,24 +29,12 @@ pub(crate) struct GatewayArgs {
 impl GatewayArgs {
     /// Settings from the options, with the token folded in last so it wins.
     pub(crate) fn settings(&self) -> anyhow::Result<Settings> {
-        let mut s = Settings {
-            orchestrators: self.orchestrators.clone(),
-            signer_url: self.signer.clone(),
-            discovery_url: self.discovery.clone(),
-            tls: match self.tls {
-                TlsArg::Tofu => TlsMode::TrustOnFirstUse,
-                TlsArg::Skip => TlsMode::SkipVerification,
-                TlsArg::System => TlsMode::SystemRoots,
-            },
+        self.upstream.apply(Settings {
             ceiling: self.pay.resolve()?.0,
             probe_timeout: Duration::from_millis(self.probe_timeout_ms),
             start_timeout: Duration::from_millis(self.start_timeout_ms),
             ..Settings::default()
-        };
-        if let Some(t) = &self.token {
-            s = s.with_token(&Token::parse(t)?);
-        }
-        Ok(s)
+        })
     }
 
     fn gateway(&self) -> anyhow::Result<Gateway> {

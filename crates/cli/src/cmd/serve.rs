@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use lpgw_gateway::{Gateway, Settings, TlsMode, Token};
+use lpgw_gateway::{Gateway, Settings};
 use lpgw_server::{AppState, ServerConfig};
 
 use super::pay::{PayArgs, merge_budget};
@@ -35,21 +35,8 @@ pub(crate) struct ServeArgs {
     pub(crate) service: ServiceArgs,
     #[command(flatten)]
     pub(crate) pay: PayArgs,
-    /// Orchestrator URLs, comma separated (empty: discovery or the signer's list).
-    #[arg(long, env = "ORCHESTRATOR_URL", value_delimiter = ',')]
-    pub(crate) orch: Vec<String>,
-    /// Remote signer base URL (empty: offchain).
-    #[arg(long, env = "SIGNER_URL")]
-    pub(crate) signer: Option<String>,
-    /// Discovery endpoint URL.
-    #[arg(long, env = "DISCOVERY_URL")]
-    pub(crate) discovery: Option<String>,
-    /// Base64 gateway token; its values win over the flags above.
-    #[arg(long, env = "LIVEPEER_TOKEN", hide_env_values = true)]
-    pub(crate) token: Option<String>,
-    /// Orchestrator certificate policy: `tofu` (default), `insecure` or `system`.
-    #[arg(long, default_value = "tofu")]
-    pub(crate) tls: String,
+    #[command(flatten)]
+    pub(crate) upstream: super::upstream::UpstreamArgs,
 }
 
 /// The service's own options, shared by `serve` and `demo`.
@@ -170,29 +157,7 @@ impl ServiceArgs {
 impl ServeArgs {
     /// The gateway settings: flags, then the token's values.
     pub(crate) fn gateway_settings(&self) -> anyhow::Result<Settings> {
-        let mut s = Settings {
-            orchestrators: self
-                .orch
-                .iter()
-                .map(|o| o.trim().to_string())
-                .filter(|o| !o.is_empty())
-                .collect(),
-            signer_url: self.signer.clone().filter(|s| !s.trim().is_empty()),
-            discovery_url: self.discovery.clone().filter(|s| !s.trim().is_empty()),
-            tls: match self.tls.as_str() {
-                "tofu" => TlsMode::TrustOnFirstUse,
-                "insecure" | "skip" => TlsMode::SkipVerification,
-                "system" => TlsMode::SystemRoots,
-                other => {
-                    anyhow::bail!("--tls must be tofu, insecure (or skip) or system, not {other:?}")
-                }
-            },
-            ..Settings::default()
-        };
-        if let Some(t) = &self.token {
-            s = s.with_token(&Token::parse(t)?);
-        }
-        Ok(s)
+        self.upstream.apply(Settings::default())
     }
 }
 
