@@ -113,23 +113,28 @@ impl Gateway {
         }
         let policy = StartPolicy::from_settings(&self.inner.settings.live);
         let mut rejections = Vec::new();
+        let mut unreached: Option<Error> = None;
         let mut discovery: Option<RunnerDiscovery> = None;
         for route in policy.routes(model) {
             debug!(?route, "trying route");
             match route {
                 Route::Legacy => match self.start_lv2v(req).await {
                     Ok(job) => return Ok(Job::lv2v(job, paid)),
-                    Err(e) => {
-                        let r = e.rejections();
-                        if r.is_empty() {
-                            rejections.push(Rejection {
-                                url: "legacy".into(),
-                                reason: RejectReason::Unavailable(e.to_string()),
-                            });
-                        } else {
-                            rejections.extend_from_slice(r);
+                    Err(e) => match e {
+                        // A discovery endpoint that failed is where the route failed.
+                        Error::Discovery { url, reason } => rejections.push(Rejection {
+                            url,
+                            reason: RejectReason::Unavailable(reason),
+                        }),
+                        e if !e.rejections().is_empty() => {
+                            rejections.extend_from_slice(e.rejections());
                         }
-                    }
+                        // Nothing to ask (no orchestrators, no source): no rejection to
+                        // name; kept in case no other route gets further.
+                        e => {
+                            unreached.get_or_insert(e);
+                        }
+                    },
                 },
                 Route::LiveRunner | Route::Serverless => {
                     if discovery.is_none() {
@@ -139,14 +144,25 @@ impl Gateway {
                                 discovery = Some(d);
                             }
                             Err(e) => {
-                                rejections.push(Rejection {
-                                    url: "runner discovery".into(),
-                                    reason: RejectReason::Unavailable(e.to_string()),
-                                });
+                                match e {
+                                    Error::Discovery { url, reason } => {
+                                        rejections.push(Rejection {
+                                            url,
+                                            reason: RejectReason::Unavailable(reason),
+                                        });
+                                    }
+                                    e => {
+                                        unreached.get_or_insert(e);
+                                    }
+                                }
                                 discovery = Some(RunnerDiscovery::default());
                             }
                         }
                     }
+                    let answered = discovery
+                        .as_ref()
+                        .map(|d| d.answered.clone())
+                        .unwrap_or_default();
                     let offers: Vec<RunnerOffer> = discovery
                         .as_ref()
                         .map(|d| d.offers.clone())
@@ -157,7 +173,7 @@ impl Gateway {
                         })
                         .collect();
                     match self
-                        .start_on_runners(offers, req, route, &mut rejections)
+                        .start_on_runners(offers, &answered, req, route, &mut rejections)
                         .await
                     {
                         Some(job) => return Ok(Job::scope(job, paid)),
@@ -167,6 +183,11 @@ impl Gateway {
                     }
                 }
             }
+        }
+        if rejections.is_empty()
+            && let Some(e) = unreached
+        {
+            return Err(e);
         }
         Err(Error::StartFailed {
             model: model.to_owned(),
@@ -188,7 +209,7 @@ impl Gateway {
                 .cloned()
                 .collect();
             if let Some(job) = self
-                .start_on_runners(offers, req, route, &mut rejections)
+                .start_on_runners(offers, &found.answered, req, route, &mut rejections)
                 .await
             {
                 return Ok(job);
@@ -211,6 +232,7 @@ impl Gateway {
     async fn start_on_runners(
         &self,
         offers: Vec<RunnerOffer>,
+        answered: &[String],
         req: &StartRequest,
         route: Route,
         rejections: &mut Vec<Rejection>,
@@ -221,10 +243,16 @@ impl Gateway {
             } else {
                 "live runner"
             };
-            rejections.push(Rejection {
-                url: lv2v_cap(&req.model_id),
-                reason: RejectReason::Unavailable(format!("no {what} offers this app")),
-            });
+            // Each source that answered says so; those that failed are rejected already.
+            for url in answered {
+                rejections.push(Rejection {
+                    url: url.clone(),
+                    reason: RejectReason::Unavailable(format!(
+                        "no {what} offers {}",
+                        lv2v_cap(&req.model_id)
+                    )),
+                });
+            }
             return None;
         }
         let (offers, over) = apply_ceiling(offers, &self.inner.settings.ceiling);

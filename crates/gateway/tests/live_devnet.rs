@@ -424,3 +424,44 @@ async fn signer_discovery_without_runners_falls_back_to_each_orchestrator() {
     );
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_app_no_runner_offers_is_rejected_at_the_urls_that_were_asked() {
+    let d = live_only_devnet().await;
+    let mut s = settings(&d, Fallback::none());
+    s.live.fallback.legacy = true;
+    // The legacy model's start goes on to live runners offering the same app.
+    s.live.fallback.live_runner_for_legacy = true;
+    let gw = lpgw_gateway::Gateway::new(s).unwrap();
+    let err = within(30, gw.start(&StartRequest::new("no-such-app")))
+        .await
+        .unwrap_err();
+    let rejections = err.rejections();
+    assert!(!rejections.is_empty(), "{err}");
+    // Every rejection names a place that was asked, never a placeholder.
+    for r in rejections {
+        let u = url::Url::parse(&r.url).unwrap_or_else(|e| panic!("{r}: {e}"));
+        assert!(matches!(u.scheme(), "http" | "https"), "{r}");
+    }
+    assert!(
+        rejections.iter().any(|r| r.url == d.orchestrator_url()
+            && r.reason
+                .to_string()
+                .contains("no live runner offers live-video-to-video/no-such-app")),
+        "{err}"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn nothing_to_ask_is_a_configuration_error_not_a_rejection() {
+    let gw = lpgw_gateway::Gateway::new(Settings::default()).unwrap();
+    let err = within(10, gw.start(&StartRequest::new("noop")))
+        .await
+        .unwrap_err();
+    assert!(err.rejections().is_empty(), "{err}");
+    assert!(
+        matches!(err, Error::NoOrchestrators | Error::NoDiscoverySource),
+        "{err}"
+    );
+}

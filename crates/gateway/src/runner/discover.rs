@@ -24,6 +24,9 @@ pub struct RunnerDiscovery {
     pub offers: Vec<RunnerOffer>,
     /// Discovery endpoints that failed and entries that were skipped, with reasons.
     pub rejections: Vec<Rejection>,
+    /// The sources that answered (orchestrator URLs, or the discovery endpoint): where a
+    /// start that finds no runner for its app says it looked.
+    pub answered: Vec<String>,
 }
 
 /// `{orch}/discovery` for an orchestrator URL (its path kept, as the reference SDK does).
@@ -136,6 +139,7 @@ impl Gateway {
                 parse_discovery(&body, url.as_str(), filter, limits, None).map_err(fail)?;
             found.offers = parsed.offers;
             found.rejections = parsed.skipped;
+            found.answered.push(url.to_string());
             // Orchestrators listed without runner data are asked themselves.
             let asked: Vec<String> = parsed
                 .without_runners
@@ -168,14 +172,18 @@ impl Gateway {
         let fetches = orchs.into_iter().map(|o| {
             let gw = self.clone();
             let filter = filter.clone();
-            async move { gw.fetch_orchestrator_runners(&o, &filter, limits).await }
+            async move {
+                let (offers, skipped) = gw.fetch_orchestrator_runners(&o, &filter, limits).await?;
+                Ok::<_, Rejection>((o, offers, skipped))
+            }
         });
         let results: Vec<_> = futures::stream::iter(fetches).buffered(n).collect().await;
         for r in results {
             match r {
-                Ok((offers, skipped)) => {
+                Ok((orch, offers, skipped)) => {
                     found.offers.extend(offers);
                     found.rejections.extend(skipped);
+                    found.answered.push(orch);
                 }
                 Err(rej) => found.rejections.push(rej),
             }
