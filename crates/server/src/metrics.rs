@@ -1,4 +1,17 @@
-//! Service counters and histograms, rendered in the Prometheus text format.
+//! Service counters and histograms, rendered in the Prometheus text format (0.0.4).
+//!
+//! Written here rather than with `prometheus-client`, for two reasons of correctness:
+//! - the money series (`lpgw_payment_value_wei_total`, `lpgw_key_spend_wei_total`,
+//!   `lpgw_job_spend_wei`) are exact wei amounts held as `u128`; that crate's counter and
+//!   gauge values encode only as `u64` (which overflows past about 18.4 ETH of expected
+//!   value over a service's life) or `f64` (which rounds wei away), and a spend figure that
+//!   an operator reconciles against a ledger must not do either;
+//! - it writes OpenMetrics (`# TYPE lpgw_jobs_started counter` for the sample
+//!   `lpgw_jobs_started_total`, floats such as `le="1.0"`, a closing `# EOF`), while the
+//!   exposition documented for this service, and scraped by its operators, is the classic
+//!   text format with the names and labels as they are.
+//!
+//! Everything else is a handful of atomics and small maps read at scrape time.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
