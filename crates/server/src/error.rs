@@ -24,6 +24,9 @@ pub(crate) struct ApiError {
     pub(crate) retry_after: Option<u64>,
     /// The figures of a budget that ran out (402 answers), as `"budget"`.
     pub(crate) budget: Option<serde_json::Value>,
+    /// For start failures: whether trying again later may succeed (capacity, network)
+    /// rather than fail the same way (a refusal, a ceiling, bad input).
+    pub(crate) retryable: Option<bool>,
 }
 
 impl ApiError {
@@ -34,6 +37,7 @@ impl ApiError {
             rejections: None,
             retry_after: None,
             budget: None,
+            retryable: None,
         }
     }
 
@@ -112,6 +116,7 @@ impl ApiError {
             rejections: Some(rejections),
             retry_after: None,
             budget: None,
+            retryable: Some(err.is_retryable()),
         }
     }
 }
@@ -173,6 +178,7 @@ impl IntoResponse for ApiError {
             }),
             budget: self.budget,
             retry_after_secs: self.retry_after,
+            retryable: self.retryable,
         };
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
@@ -226,6 +232,13 @@ mod tests {
             ],
         };
         assert_eq!(ApiError::from_start(&mixed).status, StatusCode::BAD_GATEWAY);
+        // Capacity may free up; a 500 from one orchestrator may not recur on the next try.
+        assert_eq!(ApiError::from_start(&mixed).retryable, Some(true));
+        let refused = GwError::StartFailed {
+            model: "scope".into(),
+            rejections: vec![rej(RejectReason::PipelineRefused("nope".into()))],
+        };
+        assert_eq!(ApiError::from_start(&refused).retryable, Some(false));
 
         let capped = GwError::StartFailed {
             model: "noop".into(),

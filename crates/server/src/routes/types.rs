@@ -374,6 +374,10 @@ pub(crate) struct ErrorBody {
     /// 429 from a rate limit: the `Retry-After` value, in seconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retry_after_secs: Option<u64>,
+    /// Start failures: whether trying again later may succeed (capacity, network) rather
+    /// than fail the same way (a refusal, a price ceiling, bad input).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retryable: Option<bool>,
 }
 
 /// One server-sent event of `/job/{id}/events` and `/stream/{id}/events`: `data` is a JSON
