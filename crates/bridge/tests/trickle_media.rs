@@ -482,18 +482,25 @@ async fn each_segment_is_timed_once_on_both_sides_of_the_bridge() {
     }
 }
 
-#[tokio::test]
-async fn a_session_moves_to_new_channels_keeping_its_encoder_and_decoder() {
-    use lpgw_bridge::{ChannelAccess, MediaSession, SessionChannels, SessionOptions};
+/// Two channels `a` and `b` on one trickle server, each an echo (published and read back,
+/// no runner), and 48 encoded frames with the indices of their segment starts.
+struct Echo {
+    server: TrickleServer,
+    echo: Box<dyn Fn(&str) -> lpgw_bridge::SessionChannels>,
+    evs: Vec<SegmentEvent>,
+    starts: Vec<usize>,
+}
+
+async fn echo_channels() -> Echo {
+    use lpgw_bridge::{ChannelAccess, SessionChannels};
     let (server, base) = serve().await;
     server.create_channel("a", "video/MP2T");
     server.create_channel("b", "video/MP2T");
-    // Each generation publishes to a channel and reads it back: an echo without a runner.
-    let echo = |name: &str| SessionChannels {
+    let echo = Box::new(move |name: &str| SessionChannels {
         input: Some(format!("{base}/{name}")),
         output: format!("{base}/{name}"),
         access: ChannelAccess::Verified,
-    };
+    });
     let evs = encode_events(48).await;
     let starts: Vec<usize> = evs
         .iter()
@@ -501,6 +508,23 @@ async fn a_session_moves_to_new_channels_keeping_its_encoder_and_decoder() {
         .filter(|(_, e)| matches!(e, SegmentEvent::Start { .. }))
         .map(|(i, _)| i)
         .collect();
+    Echo {
+        server,
+        echo,
+        evs,
+        starts,
+    }
+}
+
+#[tokio::test]
+async fn a_session_moves_to_new_channels_keeping_its_encoder_and_decoder() {
+    use lpgw_bridge::{MediaSession, SessionOptions};
+    let Echo {
+        server: _server,
+        echo,
+        evs,
+        starts,
+    } = echo_channels().await;
     assert!(
         starts.len() >= 4,
         "keyframe every 0.5 s: {} segments",
@@ -596,22 +620,13 @@ async fn a_session_moves_to_new_channels_keeping_its_encoder_and_decoder() {
 /// closes its channels does), moves the session to `b` and publishes the rest: returns how
 /// many frames the one decoder delivered in all.
 async fn frames_across_a_closed_old_output(rewirable: bool) -> usize {
-    use lpgw_bridge::{ChannelAccess, MediaSession, SessionChannels, SessionOptions};
-    let (server, base) = serve().await;
-    server.create_channel("a", "video/MP2T");
-    server.create_channel("b", "video/MP2T");
-    let echo = |name: &str| SessionChannels {
-        input: Some(format!("{base}/{name}")),
-        output: format!("{base}/{name}"),
-        access: ChannelAccess::Verified,
-    };
-    let evs = encode_events(48).await;
-    let starts: Vec<usize> = evs
-        .iter()
-        .enumerate()
-        .filter(|(_, e)| matches!(e, SegmentEvent::Start { .. }))
-        .map(|(i, _)| i)
-        .collect();
+    use lpgw_bridge::{MediaSession, SessionOptions};
+    let Echo {
+        server,
+        echo,
+        evs,
+        starts,
+    } = echo_channels().await;
     let half = starts[starts.len() / 2];
     let (input, output, mut rx) = Output::spawn(out_cfg()).unwrap();
     let got = Arc::new(std::sync::atomic::AtomicUsize::new(0));

@@ -12,6 +12,7 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::responses::{Body, Ended, Keyed, Owned, StartFailures};
 use super::types::{
     ControlRequest, Done, ErrorBody, JobAck, JobDetail, JobStarted, JobSummary, JobUrls, SseEvent,
     StartRequest,
@@ -33,15 +34,7 @@ use crate::service::AppState;
     request_body(content = Option<StartRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "started", body = JobStarted),
-        (status = 400, description = "a malformed body, or an orchestrator_url not allowed", body = ErrorBody),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 402, description = "a budget the caller's jobs draw on has nothing left", body = ErrorBody),
-        (status = 413, description = "body too large", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
-        (status = 429, description = "a limit was reached; rate-limit answers carry Retry-After (the start rate is checked before the key)",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 502, description = "every candidate refused or failed; rejections says why", body = ErrorBody),
-        (status = 503, description = "no candidate had capacity or was reachable", body = ErrorBody),
+        StartFailures,
     ))]
 pub(crate) async fn start(
     State(s): State<AppState>,
@@ -77,7 +70,7 @@ pub(crate) fn summary(s: &AppState, j: &Job) -> JobSummary {
 #[utoipa::path(get, path = "/jobs", tag = "jobs",
     responses(
         (status = 200, description = "the caller's live jobs", body = Vec<JobSummary>),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
+        Keyed,
     ))]
 pub(crate) async fn list(
     State(s): State<AppState>,
@@ -97,8 +90,7 @@ pub(crate) async fn list(
     params(("id" = String, Path, description = "the job id")),
     responses(
         (status = 200, description = "the job", body = JobDetail),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such job for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn detail(
     State(s): State<AppState>,
@@ -119,8 +111,7 @@ pub(crate) async fn detail(
     params(("id" = String, Path, description = "the job id")),
     responses(
         (status = 200, description = "stopped: payments, session and channels", body = JobAck),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such job for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn stop(
     State(s): State<AppState>,
@@ -140,12 +131,10 @@ pub(crate) async fn stop(
     request_body(content = ControlRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "written on the control channel", body = JobAck),
+        Owned,
+        Ended,
+        Body,
         (status = 400, description = "a malformed body, or a job without a control channel", body = ErrorBody),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such job for this key", body = ErrorBody),
-        (status = 410, description = "the job has ended", body = ErrorBody),
-        (status = 413, description = "body too large", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
     ))]
 pub(crate) async fn control(
     State(s): State<AppState>,
@@ -174,8 +163,7 @@ pub(crate) async fn control(
     ),
     responses(
         (status = 200, description = "an event stream", content_type = "text/event-stream", body = SseEvent),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such job for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn events(
     State(s): State<AppState>,

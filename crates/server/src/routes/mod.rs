@@ -7,6 +7,7 @@
 pub(crate) mod jobs;
 pub(crate) mod openapi;
 pub(crate) mod ops;
+pub(crate) mod responses;
 pub(crate) mod streams;
 pub(crate) mod types;
 

@@ -21,6 +21,7 @@ use crate::config::ServerConfig;
         streams::start, streams::status, streams::frame, streams::publish, streams::control,
         streams::api, streams::stop, streams::events, streams::list,
     ),
+    components(schemas(super::types::ErrorBody)),
     security(("apiKey" = []), ("bearer" = [])),
     tags(
         (name = "jobs", description = "Family A: jobs"),

@@ -6,7 +6,8 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-use super::types::{ErrorBody, Health};
+use super::responses::Keyed;
+use super::types::Health;
 use crate::extract::caller;
 use crate::service::AppState;
 
@@ -25,7 +26,7 @@ pub(crate) async fn health(State(s): State<AppState>) -> Json<Health> {
 #[utoipa::path(get, path = "/metrics", tag = "ops",
     responses(
         (status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
-        (status = 401, description = "invalid or missing API key (unless metrics are public)", body = ErrorBody),
+        Keyed,
     ))]
 pub(crate) async fn metrics(State(s): State<AppState>, headers: HeaderMap) -> Response {
     if !s.0.config.metrics_public

@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use super::responses::{Body, Ended, Keyed, Owned, StartFailures};
 use super::types::{
     ApiRequest, Done, ErrorBody, MediaProgress, Progress, PublishStatus, Published, SkipReason,
     SseEvent, StartRequest, StreamAck, StreamList, StreamStarted, StreamStatus, StreamSummary,
@@ -29,15 +30,7 @@ use crate::service::AppState;
     request_body(content = Option<StartRequest>, content_type = "application/json"),
     responses(
         (status = 200, description = "started", body = StreamStarted),
-        (status = 400, description = "a malformed body, or an orchestrator_url not allowed", body = ErrorBody),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 402, description = "a budget the caller's jobs draw on has nothing left", body = ErrorBody),
-        (status = 413, description = "body too large", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
-        (status = 429, description = "a limit was reached; rate-limit answers carry Retry-After (the start rate is checked before the key)",
-            body = ErrorBody, headers(("Retry-After" = u64, description = "seconds"))),
-        (status = 502, description = "every candidate refused or failed; rejections says why", body = ErrorBody),
-        (status = 503, description = "no candidate had capacity or was reachable", body = ErrorBody),
+        StartFailures,
     ))]
 pub(crate) async fn start(
     State(s): State<AppState>,
@@ -59,8 +52,7 @@ pub(crate) async fn start(
     params(("id" = String, Path, description = "the stream id")),
     responses(
         (status = 200, description = "the stream; phase is connecting, ready, running, error or stopped", body = StreamStatus),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn status(
     State(s): State<AppState>,
@@ -109,8 +101,7 @@ pub(crate) async fn status(
     responses(
         (status = 200, description = "the newest processed frame", content_type = "image/jpeg", body = Vec<u8>),
         (status = 204, description = "no processed frame yet"),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn frame(
     State(s): State<AppState>,
@@ -150,13 +141,11 @@ pub(crate) async fn frame(
     request_body(content = Vec<u8>, content_type = "image/jpeg"),
     responses(
         (status = 200, description = "fed, or skipped as stale", body = Published),
-        (status = 400, description = "seq is not a non-negative integer, or the body is not a JPEG", body = ErrorBody),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
         (status = 409, description = "another source holds the stream's input, or the stream has no media channels yet", body = ErrorBody),
-        (status = 410, description = "the stream has ended", body = ErrorBody),
-        (status = 413, description = "frame too large", body = ErrorBody),
-        (status = 415, description = "not image/jpeg", body = ErrorBody),
+        Owned,
+        Ended,
+        Body,
+        (status = 400, description = "seq is not a non-negative integer, or the body is not a JPEG", body = ErrorBody),
     ))]
 pub(crate) async fn publish(
     State(s): State<AppState>,
@@ -242,12 +231,10 @@ pub(crate) async fn publish(
     request_body(content = Object, content_type = "application/json"),
     responses(
         (status = 200, description = "written on the control channel", body = StreamAck),
+        Owned,
+        Ended,
+        Body,
         (status = 400, description = "a malformed body, or a stream without a control channel", body = ErrorBody),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
-        (status = 410, description = "the stream has ended", body = ErrorBody),
-        (status = 413, description = "body too large", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
     ))]
 pub(crate) async fn control(
     State(s): State<AppState>,
@@ -273,14 +260,12 @@ pub(crate) async fn control(
     request_body(content = ApiRequest, content_type = "application/json"),
     responses(
         (status = 200, description = "the runner's api_response: {type, request_id, status, data}", body = Object),
-        (status = 400, description = "a malformed body, or a path outside /api/", body = ErrorBody),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
         (status = 409, description = "the stream's runner has no API passthrough (not Scope)", body = ErrorBody),
-        (status = 410, description = "the stream has ended", body = ErrorBody),
-        (status = 413, description = "body too large", body = ErrorBody),
-        (status = 415, description = "not application/json", body = ErrorBody),
         (status = 504, description = "the runner did not answer in time", body = ErrorBody),
+        Owned,
+        Ended,
+        Body,
+        (status = 400, description = "a malformed body, or a path outside /api/", body = ErrorBody),
     ))]
 pub(crate) async fn api(
     State(s): State<AppState>,
@@ -316,8 +301,7 @@ pub(crate) async fn api(
     params(("id" = String, Path, description = "the stream id")),
     responses(
         (status = 200, description = "stopped: payments, session and channels", body = StreamAck),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn stop(
     State(s): State<AppState>,
@@ -340,8 +324,7 @@ pub(crate) async fn stop(
     ),
     responses(
         (status = 200, description = "an event stream", content_type = "text/event-stream", body = SseEvent),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
-        (status = 404, description = "no such stream for this key", body = ErrorBody),
+        Owned,
     ))]
 pub(crate) async fn events(
     state: State<AppState>,
@@ -355,7 +338,7 @@ pub(crate) async fn events(
 #[utoipa::path(get, path = "/streams", tag = "streams",
     responses(
         (status = 200, description = "the caller's live streams", body = StreamList),
-        (status = 401, description = "invalid or missing API key", body = ErrorBody),
+        Keyed,
     ))]
 pub(crate) async fn list(State(s): State<AppState>, Caller(owner): Caller) -> Json<StreamList> {
     let streams =
