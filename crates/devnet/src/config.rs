@@ -147,6 +147,11 @@ pub struct Faults {
     /// answered (the real one re-executes itself and imports its stack again: seconds).
     /// Default `None`: half a second.
     pub scope_restart_delay: Option<Duration>,
+    /// How long a built-in Scope runner takes to answer `stop_stream` with
+    /// `stream_stopped`. The real one gives each of its media tasks a second to end before
+    /// cancelling it, so its answer comes a little over 2 s after the request. Default
+    /// `None`: at once.
+    pub scope_stop_delay: Option<Duration>,
     /// A restarting built-in Scope runner first stops its stream cleanly, as the real inner
     /// runner does when its websocket to the wrapper drops: its output publishers close and
     /// its media channels are removed before it comes back. Default `false`: it dies as a
@@ -262,6 +267,12 @@ impl FaultControl {
     /// default half second).
     pub fn set_scope_restart_delay(&self, delay: Option<Duration>) {
         self.lock().faults.scope_restart_delay = delay;
+    }
+
+    /// Sets how long built-in Scope runners take to answer `stop_stream` (see
+    /// [`Faults::scope_stop_delay`]).
+    pub fn set_scope_stop_delay(&self, delay: Option<Duration>) {
+        self.lock().faults.scope_stop_delay = delay;
     }
 
     /// Makes restarting built-in Scope runners close their media channels first (see

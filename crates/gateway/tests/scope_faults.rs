@@ -283,3 +283,26 @@ async fn a_runner_that_accepts_a_restart_and_stays_away_ends_the_job() {
     eventually_no_sessions(&d).await;
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stop_waits_for_a_runner_that_takes_over_two_seconds_to_stop() {
+    // The real runner answers stop_stream after its media tasks' 1 s grace periods.
+    let slow = Duration::from_millis(2600);
+    let d = devnet().await;
+    d.faults().set_scope_stop_delay(Some(slow));
+    let job = within(20, gateway(&d).start(&gray())).await.unwrap();
+    let Ok(mut job) = job.into_scope() else {
+        panic!("not a scope job")
+    };
+    let started = std::time::Instant::now();
+    within(20, job.stop_stream()).await;
+    // Back only once the runner said stream_stopped: not after giving up on it.
+    assert!(
+        started.elapsed() >= slow,
+        "stopped after {:?}",
+        started.elapsed()
+    );
+    within(20, job.close()).await;
+    eventually_no_sessions(&d).await;
+    d.shutdown().await;
+}

@@ -226,6 +226,9 @@ impl Io {
             Step::Stop { rid } => {
                 if self.running.is_some() {
                     core.log(LogRecord::info(LA, "Stopping stream"));
+                    if let Some(d) = faults.scope_stop_delay {
+                        tokio::time::sleep(d).await;
+                    }
                 }
                 self.stop_media(true).await;
                 for v in core.stopped(rid) {
