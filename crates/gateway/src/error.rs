@@ -172,6 +172,10 @@ pub enum Error {
     /// A caller-supplied setting is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
+    /// The start request itself is malformed (for example Scope parameters of the wrong
+    /// shape): refused before any orchestrator is asked or paid.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// The TLS configuration could not be built.
     #[error("tls setup: {0}")]
     Tls(String),
@@ -243,6 +247,7 @@ impl Error {
             Self::Token(_)
             | Self::NoDiscoverySource
             | Self::Config(_)
+            | Self::InvalidRequest(_)
             | Self::Tls(_)
             | Self::ScopeRefused { .. }
             | Self::JobClosed => false,

@@ -111,6 +111,7 @@ impl Gateway {
         if model.is_empty() {
             return Err(Error::Config("model_id is required".into()));
         }
+        self.check_scope_params(req)?;
         let policy = StartPolicy::from_settings(&self.inner.settings.live);
         let mut rejections = Vec::new();
         let mut unreached: Option<Error> = None;
@@ -198,6 +199,7 @@ impl Gateway {
     /// Starts a live-runner model on live runners, then serverless entries (no legacy
     /// path), whatever the policy says.
     pub async fn start_scope(&self, req: &StartRequest) -> Result<ScopeJob, Error> {
+        self.check_scope_params(req)?;
         let model = req.model_id.trim();
         let found = self.discover_runners(&self.runner_filter(model)).await?;
         let mut rejections = found.rejections.clone();
@@ -226,6 +228,21 @@ impl Gateway {
             apps: vec![lv2v_cap(model)],
             gpus: self.inner.settings.live.gpus.clone(),
         }
+    }
+
+    /// Scope parameters that cannot make a start plan are the caller's mistake: refused
+    /// before a session is reserved (and paid), not after.
+    fn check_scope_params(&self, req: &StartRequest) -> Result<(), Error> {
+        if app_start_path(req.model_id.trim()) != "scope" {
+            return Ok(());
+        }
+        let defaults = &self.inner.settings.live.scope.default_pipelines;
+        let params = req
+            .params
+            .clone()
+            .unwrap_or_else(|| Value::Object(Default::default()));
+        crate::scope::check_params(&params, defaults)
+            .map_err(|e| Error::InvalidRequest(format!("bad scope parameters: {e}")))
     }
 
     /// Tries `offers` in order (ceiling and cool-downs first); `None` when all failed.

@@ -306,3 +306,26 @@ async fn a_stop_waits_for_a_runner_that_takes_over_two_seconds_to_stop() {
     eventually_no_sessions(&d).await;
     d.shutdown().await;
 }
+
+#[tokio::test]
+async fn malformed_scope_parameters_are_refused_before_any_session() {
+    let d = devnet().await;
+    let gw = gateway(&d);
+    for params in [
+        json!({"pipeline_ids": "gray"}),
+        json!({"graph": 5}),
+        json!({"load_params": [1]}),
+        json!([1, 2]),
+    ] {
+        let mut r = StartRequest::new("scope");
+        r.params = Some(params.clone());
+        let err = within(10, gw.start(&r)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidRequest(_)), "{params}: {err}");
+        assert!(err.rejections().is_empty(), "no runner was asked: {err}");
+        assert!(!err.is_retryable());
+    }
+    // Nothing was reserved, so nothing was paid.
+    assert_eq!(d.active_sessions(), 0);
+    assert!(no_sessions(&d));
+    d.shutdown().await;
+}

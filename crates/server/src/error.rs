@@ -79,8 +79,8 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "Invalid or missing API key")
     }
 
-    /// Maps a start failure: 503 when every candidate was out of capacity or unavailable,
-    /// 502 for other upstream failures, 500 for local ones.
+    /// Maps a start failure: 400 for a malformed request, 503 when every candidate was out
+    /// of capacity or unavailable, 502 for other upstream failures, 500 for local ones.
     pub(crate) fn from_start(err: &GwError) -> Self {
         let rejections: Vec<(String, String)> = err
             .rejections()
@@ -88,6 +88,7 @@ impl ApiError {
             .map(|r| (r.url.clone(), r.reason.to_string()))
             .collect();
         let status = match err {
+            GwError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
             GwError::Config(_) | GwError::Token(_) | GwError::Tls(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -239,6 +240,9 @@ mod tests {
             rejections: vec![rej(RejectReason::PipelineRefused("nope".into()))],
         };
         assert_eq!(ApiError::from_start(&refused).retryable, Some(false));
+        // The caller's own mistake is not an upstream failure.
+        let bad = GwError::InvalidRequest("bad scope parameters: graph must be an object".into());
+        assert_eq!(ApiError::from_start(&bad).status, StatusCode::BAD_REQUEST);
 
         let capped = GwError::StartFailed {
             model: "noop".into(),
