@@ -7,4 +7,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release -p lpgw
-exec target/release/lpgw demo "$@"
+# Wherever the build went (CARGO_TARGET_DIR may move it out of ./target).
+TARGET_DIR="$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')"
+exec "$TARGET_DIR/release/lpgw" demo "$@"
