@@ -121,21 +121,7 @@ impl Gateway {
             match route {
                 Route::Legacy => match self.start_lv2v(req).await {
                     Ok(job) => return Ok(Job::lv2v(job, paid)),
-                    Err(e) => match e {
-                        // A discovery endpoint that failed is where the route failed.
-                        Error::Discovery { url, reason } => rejections.push(Rejection {
-                            url,
-                            reason: RejectReason::Unavailable(reason),
-                        }),
-                        e if !e.rejections().is_empty() => {
-                            rejections.extend_from_slice(e.rejections());
-                        }
-                        // Nothing to ask (no orchestrators, no source): no rejection to
-                        // name; kept in case no other route gets further.
-                        e => {
-                            unreached.get_or_insert(e);
-                        }
-                    },
+                    Err(e) => note_unstarted(e, &mut rejections, &mut unreached),
                 },
                 Route::LiveRunner | Route::Serverless => {
                     if discovery.is_none() {
@@ -145,17 +131,7 @@ impl Gateway {
                                 discovery = Some(d);
                             }
                             Err(e) => {
-                                match e {
-                                    Error::Discovery { url, reason } => {
-                                        rejections.push(Rejection {
-                                            url,
-                                            reason: RejectReason::Unavailable(reason),
-                                        });
-                                    }
-                                    e => {
-                                        unreached.get_or_insert(e);
-                                    }
-                                }
+                                note_unstarted(e, &mut rejections, &mut unreached);
                                 discovery = Some(RunnerDiscovery::default());
                             }
                         }
@@ -237,11 +213,7 @@ impl Gateway {
             return Ok(());
         }
         let defaults = &self.inner.settings.live.scope.default_pipelines;
-        let params = req
-            .params
-            .clone()
-            .unwrap_or_else(|| Value::Object(Default::default()));
-        crate::scope::check_params(&params, defaults)
+        crate::scope::check_params(req.params.as_ref(), defaults)
             .map_err(|e| Error::InvalidRequest(format!("bad scope parameters: {e}")))
     }
 
@@ -316,6 +288,22 @@ fn refused(rejections: &[Rejection]) -> bool {
     rejections
         .last()
         .is_some_and(|r| matches!(r.reason, RejectReason::PipelineRefused(_)))
+}
+
+/// Records why a route did not start: a failed discovery endpoint is a rejection at its URL,
+/// candidates tried are their rejections, and a start with nothing to ask (no orchestrators,
+/// no source) names no URL, so its error is kept for when no other route gets further.
+fn note_unstarted(e: Error, rejections: &mut Vec<Rejection>, unreached: &mut Option<Error>) {
+    match e {
+        Error::Discovery { url, reason } => rejections.push(Rejection {
+            url,
+            reason: RejectReason::Unavailable(reason),
+        }),
+        e if !e.rejections().is_empty() => rejections.extend_from_slice(e.rejections()),
+        e => {
+            unreached.get_or_insert(e);
+        }
+    }
 }
 
 fn app_failed(status: u16, body: String) -> RejectReason {

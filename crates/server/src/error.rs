@@ -18,8 +18,8 @@ pub struct ConfigError(pub String);
 pub(crate) struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) message: String,
-    /// `(url, reason)` per orchestrator tried, in order; `None` when not a start failure.
-    pub(crate) rejections: Option<Vec<(String, String)>>,
+    /// Each orchestrator or runner tried, in order; `None` when not a start failure.
+    pub(crate) rejections: Option<Vec<RejectionBody>>,
     /// Seconds for a `Retry-After` header, for 429 answers of a rate limit.
     pub(crate) retry_after: Option<u64>,
     /// The figures of a budget that ran out (402 answers), as `"budget"`.
@@ -82,10 +82,13 @@ impl ApiError {
     /// Maps a start failure: 400 for a malformed request, 503 when every candidate was out
     /// of capacity or unavailable, 502 for other upstream failures, 500 for local ones.
     pub(crate) fn from_start(err: &GwError) -> Self {
-        let rejections: Vec<(String, String)> = err
+        let rejections: Vec<RejectionBody> = err
             .rejections()
             .iter()
-            .map(|r| (r.url.clone(), r.reason.to_string()))
+            .map(|r| RejectionBody {
+                url: r.url.clone(),
+                reason: r.reason.to_string(),
+            })
             .collect();
         let status = match err {
             GwError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
@@ -172,11 +175,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
             error: self.message,
-            rejections: self.rejections.map(|r| {
-                r.into_iter()
-                    .map(|(url, reason)| RejectionBody { url, reason })
-                    .collect()
-            }),
+            rejections: self.rejections,
             budget: self.budget,
             retry_after_secs: self.retry_after,
             retryable: self.retryable,

@@ -37,15 +37,15 @@ use crate::runner::{Funding, FundingEnd, RunnerSession};
 const EVENTS_QUEUE: usize = 64;
 /// How long closing may spend on `stop_stream` and the control channel.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
-/// Whether `params` make a start plan (pipelines, graph, load parameters of the right
-/// shapes), with `defaults` when they name no pipeline.
-pub(crate) fn check_params(params: &Value, defaults: &[String]) -> Result<(), String> {
-    plan::StartPlan::from_params(Some(params), defaults).map(|_| ())
-}
-
 /// How long a stop waits for `stream_stopped`. The real runner gives each of its media
 /// tasks a second to end before cancelling it, so its answer comes after 2 s and more.
 const STOP_ANSWER: Duration = Duration::from_secs(5);
+
+/// Whether `params` make a start plan (pipelines, graph, load parameters of the right
+/// shapes), with `defaults` when they name no pipeline.
+pub(crate) fn check_params(params: Option<&Value>, defaults: &[String]) -> Result<(), String> {
+    plan::StartPlan::from_params(params, defaults).map(|_| ())
+}
 
 /// How the runner is doing, from its `pong`s and announcements.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]

@@ -345,18 +345,7 @@ pub(crate) async fn list(State(s): State<AppState>, Caller(owner): Caller) -> Js
         s.0.registry
             .list(owner)
             .iter()
-            .map(|j| {
-                let (_, wei) = j.spend.get();
-                StreamSummary {
-                    stream_id: j.id.clone(),
-                    model_id: j.model_id.clone(),
-                    flow: j.flow,
-                    phase: j.phase(),
-                    created_at: j.created_at,
-                    spent_wei: wei.to_string(),
-                    spent_usd: s.0.spending.usd(wei),
-                }
-            })
+            .map(|j| StreamSummary::from(super::jobs::summary(&s, j)))
             .collect();
     Json(StreamList { streams })
 }

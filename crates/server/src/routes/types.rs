@@ -78,7 +78,7 @@ pub(crate) struct ApiRequest {
     #[serde(default)]
     pub(crate) method: ApiMethod,
     /// A runner API path, `/api/...`, without control characters.
-    #[schema(pattern = "^/api/[^\\x00-\\x1f\\x7f]*$")]
+    #[schema(pattern = "^/api/[^\\x00-\\x1f\\x7f-\\x9f]*$")]
     pub(crate) path: String,
     /// The request body, if any.
     #[serde(default)]
@@ -294,6 +294,20 @@ pub(crate) struct StreamSummary {
     /// Wei paid, a decimal string.
     pub(crate) spent_wei: String,
     pub(crate) spent_usd: f64,
+}
+
+impl From<JobSummary> for StreamSummary {
+    fn from(j: JobSummary) -> Self {
+        Self {
+            stream_id: j.job_id,
+            model_id: j.model_id,
+            flow: j.flow,
+            phase: j.phase,
+            created_at: j.created_at,
+            spent_wei: j.spent_wei,
+            spent_usd: j.spent_usd,
+        }
+    }
 }
 
 /// What an acknowledgement says happened.
